@@ -1,0 +1,101 @@
+"""PyTorch recommendation models shared by the notebooks (matrix factorisation, MLP)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BiasedMF(nn.Module):
+    """Biased matrix factorisation: ``r_hat = mu + b_u + b_i + p_u . q_i`` (Koren et al. 2009).
+
+    ``sparse=True`` makes the embeddings emit sparse gradients for ``torch.optim.SparseAdam``,
+    which only touches the rows of a batch — the fast path for large catalogues on CPU.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int = 32,
+        global_mean: float = 0.0,
+        init_std: float = 0.05,
+        sparse: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_users <= 0 or n_items <= 0 or dim <= 0:
+            raise ValueError(
+                f"n_users, n_items and dim must be positive: {n_users}, {n_items}, {dim}"
+            )
+        self.n_users, self.n_items = n_users, n_items
+        self.user_factors = nn.Embedding(n_users, dim, sparse=sparse)
+        self.item_factors = nn.Embedding(n_items, dim, sparse=sparse)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse)
+        self.item_bias = nn.Embedding(n_items, 1, sparse=sparse)
+        self.global_mean = nn.Parameter(torch.tensor(float(global_mean)), requires_grad=False)
+        for emb in (self.user_factors, self.item_factors):
+            nn.init.normal_(emb.weight, std=init_std)
+        for emb in (self.user_bias, self.item_bias):
+            nn.init.zeros_(emb.weight)
+
+    def _check_ids(self, user: torch.Tensor, item: torch.Tensor) -> None:
+        if user.shape != item.shape:
+            raise ValueError(f"user and item batches differ in shape: {user.shape} vs {item.shape}")
+        if len(user) and (
+            int(user.max()) >= self.n_users
+            or int(item.max()) >= self.n_items
+            or int(user.min()) < 0
+            or int(item.min()) < 0
+        ):
+            raise IndexError(
+                f"ids out of range: users must be < {self.n_users}, items < {self.n_items}"
+            )
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        self._check_ids(user, item)
+        dot = (self.user_factors(user) * self.item_factors(item)).sum(-1)
+        return (
+            self.global_mean
+            + self.user_bias(user).squeeze(-1)
+            + self.item_bias(item).squeeze(-1)
+            + dot
+        )
+
+    @torch.no_grad()
+    def score_all(self) -> torch.Tensor:
+        """The full (users x items) prediction matrix, for top-k ranking."""
+        return (
+            self.global_mean
+            + self.user_bias.weight
+            + self.item_bias.weight.T
+            + self.user_factors.weight @ self.item_factors.weight.T
+        )
+
+
+class MLP(nn.Module):
+    """A plain feed-forward network: Linear-ReLU blocks and a linear output (logits)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: tuple[int, ...] = (64, 32),
+        out_dim: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if in_dim <= 0 or out_dim <= 0 or any(h <= 0 for h in hidden):
+            raise ValueError(
+                f"layer sizes must be positive: in={in_dim}, hidden={hidden}, out={out_dim}"
+            )
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)

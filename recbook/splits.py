@@ -1,0 +1,227 @@
+"""Train/test splits and negative sampling, each built so that no test row leaks into training.
+
+All functions take the shop's column names (``user_id``, ``item_id``, ``timestamp``) and return
+new DataFrames; none drops a row without saying so in its docstring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _check(df: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"DataFrame lacks column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise ValueError("DataFrame is empty: nothing to split")
+
+
+def _check_fraction(value: float, name: str) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+
+
+def random_split(
+    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows assigned to test uniformly at random (users and items may be unseen in train)."""
+    _check(df, ())
+    _check_fraction(test_size, "test_size")
+    is_test = np.random.default_rng(seed).random(len(df)) < test_size
+    return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True)
+
+
+def per_user_split(
+    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0, col_user: str = "user_id"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's rows split in the ratio ``test_size``, so every test user is known in
+    training. A user with n rows puts ``floor(n * test_size)`` of them in test (none if n = 1)."""
+    _check(df, (col_user,))
+    _check_fraction(test_size, "test_size")
+    rng = np.random.default_rng(seed)
+    shuffled = df.iloc[rng.permutation(len(df))]
+    position = shuffled.groupby(col_user, sort=False).cumcount().to_numpy()
+    size = shuffled.groupby(col_user, sort=False)[col_user].transform("size").to_numpy()
+    is_test = position < np.floor(size * test_size)
+    return (
+        shuffled[~is_test].sort_index().reset_index(drop=True),
+        shuffled[is_test].sort_index().reset_index(drop=True),
+    )
+
+
+def leave_last_out(
+    df: pd.DataFrame, col_user: str = "user_id", col_time: str = "timestamp"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's latest row goes to test (ties broken by row order); users with a single row
+    stay entirely in train."""
+    _check(df, (col_user, col_time))
+    ordered = df.reset_index(drop=True).sort_values([col_user, col_time], kind="stable")
+    last = ~ordered.duplicated(col_user, keep="last").to_numpy()
+    many = ordered.groupby(col_user)[col_user].transform("size").to_numpy() > 1
+    is_test = last & many
+    return (
+        ordered[~is_test].sort_index().reset_index(drop=True),
+        ordered[is_test].sort_index().reset_index(drop=True),
+    )
+
+
+def temporal_split(
+    df: pd.DataFrame,
+    quantile: float = 0.8,
+    cutoff: int | None = None,
+    col_time: str = "timestamp",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything before a global time cut is train, the rest test — the split a live system
+    faces. ``cutoff`` (a timestamp) overrides ``quantile``. Test may contain users and items
+    never seen in training; filter them explicitly if a model cannot score them."""
+    _check(df, (col_time,))
+    if cutoff is None:
+        _check_fraction(quantile, "quantile")
+        cutoff = int(np.quantile(df[col_time].to_numpy(), quantile))
+    is_test = df[col_time].to_numpy() >= cutoff
+    if is_test.all() or not is_test.any():
+        raise ValueError(
+            f"cutoff {cutoff} puts every row on one side; choose a time inside the data"
+        )
+    return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True)
+
+
+def cold_start_items(
+    df: pd.DataFrame,
+    item_fraction: float = 0.2,
+    seed: int = 0,
+    items: np.ndarray | None = None,
+    col_item: str = "item_id",
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Hold out whole items: every row of a cold item is in test, none in train.
+
+    Cold items are ``items`` if given (e.g. the shop's late releases), otherwise a random
+    ``item_fraction`` of the items present. Returns ``(train, test, cold_item_ids)``.
+    """
+    _check(df, (col_item,))
+    present = np.unique(df[col_item].to_numpy())
+    if items is None:
+        _check_fraction(item_fraction, "item_fraction")
+        n_cold = max(1, int(round(item_fraction * len(present))))
+        cold = np.sort(np.random.default_rng(seed).choice(present, size=n_cold, replace=False))
+    else:
+        cold = np.unique(np.asarray(items))
+        unknown = np.setdiff1d(cold, present)
+        if len(unknown):
+            raise ValueError(
+                f"{len(unknown)} cold item id(s) never occur in df, e.g. {unknown[:5]}"
+            )
+    is_test = np.isin(df[col_item].to_numpy(), cold)
+    if is_test.all():
+        raise ValueError("every row belongs to a cold item; nothing is left to train on")
+    return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True), cold
+
+
+def _pair_codes(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    return users.astype(np.int64) * n_items + items.astype(np.int64)
+
+
+def sample_negatives(
+    df: pd.DataFrame,
+    n_items: int,
+    n_neg: int = 4,
+    strategy: str = "uniform",
+    seed: int = 0,
+    seen: pd.DataFrame | None = None,
+    col_user: str = "user_id",
+    col_item: str = "item_id",
+) -> pd.DataFrame:
+    """``n_neg`` negative items for every row of ``df``, never an item the user has seen.
+
+    ``seen`` (default: ``df``) lists the pairs that count as seen — pass train + test positives
+    when sampling for evaluation so no true positive becomes a "negative". ``strategy`` is
+    ``"uniform"`` over all items or ``"popularity"`` (proportional to the item's count in
+    ``seen``, which makes harder negatives; never-seen items are then never drawn).
+    Returns columns ``user_id, item_id`` (one row per negative).
+    """
+    _check(df, (col_user, col_item))
+    if not isinstance(n_neg, (int, np.integer)) or n_neg <= 0:
+        raise ValueError(f"n_neg must be a positive integer, got {n_neg!r}")
+    if strategy not in ("uniform", "popularity"):
+        raise ValueError(f"unknown strategy {strategy!r}; use 'uniform' or 'popularity'")
+    seen = df if seen is None else seen
+    _check(seen, (col_user, col_item))
+    seen_codes = np.unique(
+        _pair_codes(seen[col_user].to_numpy(), seen[col_item].to_numpy(), n_items)
+    )
+    per_user_seen = seen.groupby(col_user)[col_item].nunique()
+    full = per_user_seen[per_user_seen >= n_items]
+    if len(full):
+        raise ValueError(f"user(s) {list(full.index[:5])} have seen every item: no negative exists")
+    rng = np.random.default_rng(seed)
+    users = np.repeat(df[col_user].to_numpy(), n_neg)
+    if strategy == "uniform":
+        prob = None
+    else:
+        counts = np.bincount(seen[col_item].to_numpy(), minlength=n_items).astype(float)
+        prob = counts / counts.sum()
+    items = rng.choice(n_items, size=len(users), p=prob)
+    for _ in range(20):  # rejection sampling: redraw only the pairs that were seen
+        bad = np.isin(_pair_codes(users, items, n_items), seen_codes)
+        if not bad.any():
+            break
+        items[bad] = rng.choice(n_items, size=int(bad.sum()), p=prob)
+    bad = np.flatnonzero(np.isin(_pair_codes(users, items, n_items), seen_codes))
+    weights = np.ones(n_items) if prob is None else prob
+    for user in np.unique(users[bad]):  # heavy users: draw from their own unseen items
+        rows = bad[users[bad] == user]
+        unseen = np.setdiff1d(np.arange(n_items), seen[seen[col_user] == user][col_item])
+        w = weights[unseen]
+        if w.sum() == 0:
+            raise ValueError(
+                f"user {user}: every item with a popularity count is seen; use strategy='uniform'"
+            )
+        items[rows] = rng.choice(unseen, size=len(rows), p=w / w.sum())
+    return pd.DataFrame({col_user: users, col_item: items})
+
+
+def add_negatives(
+    df: pd.DataFrame, n_items: int, n_neg: int = 4, seed: int = 0, **kwargs
+) -> pd.DataFrame:
+    """``df``'s pairs labelled 1 plus ``n_neg`` sampled negatives per row labelled 0."""
+    negatives = sample_negatives(df, n_items, n_neg=n_neg, seed=seed, **kwargs)
+    cols = list(negatives.columns)
+    positives = df[cols].assign(label=1.0)
+    return pd.concat([positives, negatives.assign(label=0.0)], ignore_index=True)
+
+
+def sample_eval_candidates(
+    test: pd.DataFrame,
+    seen: pd.DataFrame,
+    n_items: int,
+    n_neg: int = 99,
+    seed: int = 0,
+    col_user: str = "user_id",
+    col_item: str = "item_id",
+) -> np.ndarray:
+    """The sampled-ranking protocol (NCF, Rendle et al. 2020): for each test row, its positive
+    item in column 0 followed by ``n_neg`` distinct items the user has not seen (``seen`` should
+    hold train and test pairs). Returns an int array (len(test), 1 + n_neg); relevance is
+    column 0."""
+    _check(test, (col_user, col_item))
+    _check(seen, (col_user, col_item))
+    if not isinstance(n_neg, (int, np.integer)) or not 0 < n_neg < n_items:
+        raise ValueError(f"n_neg must be in 1..{n_items - 1}, got {n_neg!r}")
+    users = test[col_user].to_numpy()
+    uniq, row_of = np.unique(users, return_inverse=True)
+    seen_mask = np.zeros((len(uniq), n_items), dtype=bool)
+    pos = np.searchsorted(uniq, seen[col_user].to_numpy())
+    ok = (pos < len(uniq)) & (uniq[pos.clip(max=len(uniq) - 1)] == seen[col_user].to_numpy())
+    seen_mask[pos[ok], seen[col_item].to_numpy()[ok]] = True
+    seen_mask[row_of, test[col_item].to_numpy()] = True
+    available = n_items - seen_mask.sum(axis=1)
+    if (available < n_neg).any():
+        raise ValueError(f"some users have fewer than n_neg={n_neg} unseen items; lower n_neg")
+    keys = np.random.default_rng(seed).random((len(test), n_items), dtype=np.float32)
+    keys[seen_mask[row_of]] = np.inf
+    negatives = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg]
+    return np.hstack([test[col_item].to_numpy()[:, None], negatives])

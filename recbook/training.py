@@ -1,0 +1,142 @@
+"""The PyTorch fit loop every notebook shares: minibatches on the device, a progress bar,
+early stopping on a validation loss, and the history as a DataFrame."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+
+class TensorBatches:
+    """Minibatches over tensors already on the device.
+
+    Cheaper than ``DataLoader`` for the small, fast models here (no per-row Python work): each
+    epoch draws one permutation and slices it. Re-iterable; ``len`` is the number of batches.
+    """
+
+    def __init__(
+        self, *tensors: torch.Tensor, batch_size: int = 1024, shuffle: bool = True, seed: int = 0
+    ) -> None:
+        if not tensors:
+            raise ValueError("TensorBatches needs at least one tensor")
+        n = len(tensors[0])
+        if any(len(t) != n for t in tensors):
+            raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
+        if n == 0:
+            raise ValueError("TensorBatches got empty tensors: nothing to train on")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.tensors, self.batch_size, self.shuffle = tensors, int(batch_size), shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.tensors[0]) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.tensors[0].device)
+        else:
+            order = torch.arange(n, device=self.tensors[0].device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield tuple(t[idx] for t in self.tensors)
+
+
+@dataclass
+class History:
+    """What :func:`fit` returns: one row per epoch, and where the best validation loss was."""
+
+    frame: pd.DataFrame
+    best_epoch: int
+    seconds: float
+
+
+def _to(batch: Iterable[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+def evaluate_loss(
+    model: torch.nn.Module, batches: Iterable, loss_fn: Callable, device: torch.device
+) -> float:
+    """Mean loss over batches (weighted by batch size), without gradients."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            *inputs, target = _to(batch, device)
+            total += float(loss_fn(model(*inputs), target)) * len(target)
+            count += len(target)
+    if count == 0:
+        raise ValueError("evaluate_loss got no batches")
+    return total / count
+
+
+def fit(
+    model: torch.nn.Module,
+    train_batches: Iterable,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str = "cpu",
+    val_batches: Iterable | None = None,
+    patience: int | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> History:
+    """Train ``model`` for up to ``epochs``; each batch is ``(*inputs, target)``.
+
+    With ``val_batches`` the validation loss is tracked; with ``patience`` training stops after
+    that many epochs without improvement and the best weights are restored (early stopping is
+    what lets one default generalise across datasets of different sizes).
+    """
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if patience is not None and (val_batches is None or patience <= 0):
+        raise ValueError("early stopping needs val_batches and a positive patience")
+    device = torch.device(device)
+    model.to(device)
+    rows, best_loss, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=True)
+    for epoch in bar:
+        model.train()
+        t0, total, count = time.perf_counter(), 0.0, 0
+        for batch in train_batches:
+            *inputs, target = _to(batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(*inputs), target)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(target)
+            count += len(target)
+        row = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if val_batches is not None:
+            row["val_loss"] = evaluate_loss(model, val_batches, loss_fn, device)
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.endswith("loss")})
+        watched = row.get("val_loss", row["train_loss"])
+        if watched < best_loss:
+            best_loss, best_epoch, waited = watched, epoch, 0
+            if patience is not None:
+                best_state = copy.deepcopy(model.state_dict())
+        elif patience is not None:
+            waited += 1
+            if waited >= patience:
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return History(
+        frame=pd.DataFrame(rows).set_index("epoch"),
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - start,
+    )

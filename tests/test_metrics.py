@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import ndcg_score, roc_auc_score
+
+from recbook import metrics
+
+
+def test_rmse_mae_by_hand():
+    assert metrics.rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(np.sqrt(4 / 3))
+    assert metrics.mae([1, 2, 3], [2, 2, 5]) == pytest.approx(1.0)
+
+
+def test_auc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.3
+    s = np.round(rng.random(500) + 0.3 * y, 1)  # rounding creates ties
+    assert metrics.auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_ndcg_matches_sklearn():
+    rng = np.random.default_rng(1)
+    scores = rng.random((50, 30))
+    rel = rng.random((50, 30)) < 0.15
+    rel[:, 0] |= ~rel.any(axis=1)  # every user has a relevant item
+    for k in (1, 5, 10):
+        assert metrics.ndcg_at_k(scores, rel, k) == pytest.approx(ndcg_score(rel, scores, k=k))
+
+
+def test_ranking_by_hand():
+    scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    rel = np.array([[True, False, True, False], [True, False, False, False]])
+    # user 0 top-2 = items 0, 1 -> one hit; user 1 top-2 = items 3, 2 -> no hit
+    assert metrics.precision_at_k(scores, rel, 2) == pytest.approx((1 / 2 + 0) / 2)
+    assert metrics.recall_at_k(scores, rel, 2) == pytest.approx((1 / 2 + 0) / 2)
+    assert metrics.hit_rate_at_k(scores, rel, 2) == pytest.approx(0.5)
+    assert metrics.map_at_k(scores, rel, 3) == pytest.approx(((1 + 2 / 3) / 2 + 0) / 2)
+    assert metrics.ndcg_at_k(scores, rel, 3) == pytest.approx(
+        ((1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)) + 0) / 2
+    )
+
+
+def test_users_without_positives_are_excluded():
+    scores = np.array([[0.9, 0.1], [0.9, 0.1]])
+    rel = np.array([[True, False], [False, False]])
+    assert metrics.hit_rate_at_k(scores, rel, 1) == 1.0
+
+
+def test_report_and_helpers():
+    train = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [0, 1, 1]})
+    pop = metrics.popularity_scores(train, 2, 3)
+    assert pop[0].tolist() == [1, 2, 0]
+    masked = metrics.exclude_seen(pop, train)
+    assert np.isneginf(masked[0, 0]) and masked[1, 0] == 1
+    rel = metrics.relevance_matrix(pd.DataFrame({"user_id": [1], "item_id": [0]}), 2, 3)
+    report = metrics.ranking_report(masked, rel, ks=(1, 2))
+    assert list(report.columns) == ["precision", "recall", "hit_rate", "ndcg", "map"]
+    assert report.loc[1, "hit_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda: metrics.rmse([1, 2], [1]), "2 values"),
+        (lambda: metrics.rmse([], []), "empty"),
+        (lambda: metrics.rmse([1, np.nan], [1, 2]), "NaN"),
+        (lambda: metrics.auc([1, 1], [0.1, 0.2]), "both"),
+        (lambda: metrics.auc([0, 2], [0.1, 0.2]), "0/1"),
+        (lambda: metrics.log_loss([0, 1], [0.5, 1.5]), "sigmoid"),
+        (lambda: metrics.precision_at_k(np.ones((2, 3)), np.ones((2, 3), bool), 0), "positive"),
+        (lambda: metrics.precision_at_k(np.ones((2, 3)), np.ones((2, 3), bool), 4), "exceeds"),
+        (lambda: metrics.ndcg_at_k(np.ones((2, 3)), np.zeros((2, 3), bool), 1), "empty"),
+        (lambda: metrics.ndcg_at_k(np.ones((2, 3)), np.ones((3, 3), bool), 1), "shape"),
+        (lambda: metrics.ndcg_at_k([[np.nan, 1]], [[True, False]], 1), "NaN"),
+    ],
+)
+def test_bad_input_is_a_clear_error(call, error):
+    with pytest.raises(ValueError, match=error):
+        call()
+
+
+def test_missing_columns_and_out_of_range_ids():
+    with pytest.raises(KeyError, match="item_id"):
+        metrics.relevance_matrix(pd.DataFrame({"user_id": [0]}), 1, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        metrics.relevance_matrix(pd.DataFrame({"user_id": [0], "item_id": [5]}), 1, 2)

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+import torch
+
+from recbook import runtime
+
+
+def test_device_override(monkeypatch):
+    monkeypatch.setenv("RECBOOK_DEVICE", "cpu")
+    assert runtime.device("auto") == torch.device("cpu")
+    monkeypatch.setenv("RECBOOK_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        runtime.device()
+
+
+def test_missing_cuda_is_an_error(monkeypatch):
+    monkeypatch.delenv("RECBOOK_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA"):
+        runtime.device("cuda")
+
+
+def test_seed_everything_repeats():
+    runtime.seed_everything(7)
+    a = torch.rand(3)
+    runtime.seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+    with pytest.raises(ValueError, match="non-negative"):
+        runtime.seed_everything(-1)
+
+
+def test_record_to_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    monkeypatch.setenv("RECBOOK_RECORD_FILE", str(target))
+    runtime.record("rmse", 0.9)
+    runtime.record("device", "cpu")
+    assert json.loads(target.read_text()) == {"device": "cpu", "rmse": 0.9}
+    assert runtime.recorded()["rmse"] == 0.9
+    with pytest.raises(TypeError, match="number or string"):
+        runtime.record("bad", [1, 2])
+
+
+def test_environment_report():
+    report = runtime.environment_report()
+    assert {"python", "torch", "torch device"} <= set(report.index)

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from recbook import metrics
+from recbook.models_torch import MLP, BiasedMF
+from recbook.training import TensorBatches, evaluate_loss, fit
+
+
+def _ratings(n_users=30, n_items=20, seed=0):
+    rng = np.random.default_rng(seed)
+    p, q = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    u, i = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
+    u, i = u.ravel(), i.ravel()
+    r = 3 + (p[u] * q[i]).sum(1)
+    return torch.tensor(u), torch.tensor(i), torch.tensor(r, dtype=torch.float32)
+
+
+def test_mf_learns_a_low_rank_matrix_to_near_zero_loss():
+    torch.manual_seed(0)
+    u, i, r = _ratings()
+    model = BiasedMF(30, 20, dim=4, global_mean=3.0, init_std=0.1)
+    batches = TensorBatches(u, i, r, batch_size=64)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    history = fit(
+        model, batches, torch.nn.functional.mse_loss, optimizer=opt, epochs=150, progress=False
+    )
+    assert history.frame.train_loss.iloc[-1] < 0.05  # r has variance ~2
+    full = model.score_all().numpy()
+    assert metrics.rmse(r.numpy(), full[u.numpy(), i.numpy()]) < 0.25
+
+
+def test_early_stopping_restores_best():
+    torch.manual_seed(0)
+    u, i, r = _ratings(seed=1)
+    noisy = r + torch.randn_like(r) * 2
+    model = BiasedMF(30, 20, dim=16, global_mean=3.0)
+    train, val = TensorBatches(u, i, noisy), TensorBatches(u, i, r, shuffle=False)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    h = fit(
+        model,
+        train,
+        torch.nn.functional.mse_loss,
+        optimizer=opt,
+        epochs=200,
+        val_batches=val,
+        patience=3,
+        progress=False,
+    )
+    assert len(h.frame) < 200
+    best = h.frame.val_loss.min()
+    assert evaluate_loss(model, val, torch.nn.functional.mse_loss, "cpu") == pytest.approx(best)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="differ in length"):
+        TensorBatches(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="empty"):
+        TensorBatches(torch.zeros(0))
+    with pytest.raises(IndexError, match="out of range"):
+        BiasedMF(3, 3)(torch.tensor([5]), torch.tensor([0]))
+    model = MLP(4)
+    with pytest.raises(ValueError, match="val_batches"):
+        fit(
+            model,
+            [],
+            torch.nn.functional.mse_loss,
+            optimizer=torch.optim.SGD(model.parameters(), 0.1),
+            epochs=1,
+            patience=2,
+        )
+    with pytest.raises(ValueError, match="positive"):
+        MLP(0)
