@@ -310,7 +310,14 @@ def load_shop(
         rmse_floor=float("nan"),
         auc_floor=float("nan"),
     )
-    x = truth.affinity(ev_user, ev_item)
+    # the affinity of truth.affinity, computed without gathering 20-wide factor rows
+    x = (
+        global_mean
+        + user_bias[ev_user]
+        + item_bias[ev_item]
+        + pref_scale * pref[ev_user, item_cat[ev_item]]
+        + np.einsum("nk,nk->n", user_latent[ev_user], item_latent[ev_item])
+    )
     p_click = expit(click_a + click_c * (x - global_mean))
     clicked = rng.random(n_events) < p_click
     log_price = np.log(price[ev_item] / medians[item_cat[ev_item]])
@@ -318,10 +325,16 @@ def load_shop(
     bought = clicked & (rng.random(n_events) < p_buy)
     seconds = rng.integers(0, 86_400, size=n_events)
     timestamp = START_TIMESTAMP + ev_day.astype(np.int64) * 86_400 + seconds
+    idx = np.lexsort((ev_user, timestamp))  # chronological, then by user
     events = pd.DataFrame(
-        {"user_id": ev_user, "item_id": ev_item, "timestamp": timestamp, "day": ev_day}
-    ).sort_values(["timestamp", "user_id"], kind="stable")
-    idx = events.index.to_numpy()
+        {
+            "user_id": ev_user[idx],
+            "item_id": ev_item[idx],
+            "timestamp": timestamp[idx],
+            "day": ev_day[idx],
+        },
+        index=idx,
+    )
     events["event"] = pd.Categorical(
         np.where(bought[idx], "purchase", np.where(clicked[idx], "click", "view")),
         categories=["view", "click", "purchase"],
@@ -329,8 +342,11 @@ def load_shop(
     noisy = x[idx] + rng.normal(0.0, rating_noise_sd, size=n_events)
     rating = np.clip(np.round(noisy), 1, 5)
     # only the first purchase of a pair carries a rating: one rating per (user, item)
-    rated_pairs = events[bought[idx]].drop_duplicates(["user_id", "item_id"]).index
-    is_rated = np.isin(idx, rated_pairs.to_numpy())
+    bought_rows = np.flatnonzero(bought[idx])
+    pair_code = ev_user[idx][bought_rows].astype(np.int64) * n_items + ev_item[idx][bought_rows]
+    _, first = np.unique(pair_code, return_index=True)
+    is_rated = np.zeros(n_events, dtype=bool)
+    is_rated[bought_rows[first]] = True
     events["rating"] = np.where(is_rated, rating, np.nan)
     events = events.reset_index(drop=True)
 
