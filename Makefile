@@ -32,6 +32,7 @@ test: setup lint
 # Sync a notebook's jupytext pair and execute it top to bottom in a fresh kernel.
 nb: setup
 	@test -n "$(NB)" || (echo "usage: make nb NB=notebooks/NN_topic.py" && exit 2)
+	$(VENV)/bin/ruff format -q $(basename $(NB)).py
 	$(VENV)/bin/jupytext --sync $(basename $(NB)).py
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(basename $(NB)).ipynb
