@@ -19,12 +19,12 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: setup
-	$(VENV)/bin/ruff check recbook tests benchmarks notebooks/*.py
-	$(VENV)/bin/ruff format --check recbook tests benchmarks notebooks/*.py
+	$(VENV)/bin/ruff check recbook tests benchmarks data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff format --check recbook tests benchmarks data/make_fixtures.py notebooks/*.py
 
 format: setup
-	$(VENV)/bin/ruff format recbook tests benchmarks notebooks/*.py
-	$(VENV)/bin/ruff check --fix recbook tests benchmarks notebooks/*.py
+	$(VENV)/bin/ruff format recbook tests benchmarks data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff check --fix recbook tests benchmarks data/make_fixtures.py notebooks/*.py
 
 test: setup lint
 	$(PY) -m pytest
