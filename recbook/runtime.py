@@ -13,6 +13,7 @@ import platform
 import random
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,29 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*np.find_common_type.*")
+
+
+def import_tensorflow():
+    """Import TensorFlow without its C++ start-up lines and return the module.
+
+    Some of TensorFlow's messages ("All log messages before absl::InitializeLog()...", the CUDA
+    stub probe) are written straight to file descriptor 2 while the library loads, before any
+    log level applies; in a notebook they land in the cell's output. Sending fd 2 to /dev/null
+    for the duration of the import removes them; errors still surface as Python exceptions.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    quiet_tensorflow()
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
 
 
 def seed_everything(seed: int) -> None:
@@ -94,10 +118,9 @@ def environment_report() -> pd.DataFrame:
         ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"),
     ]
     for name in ("numpy", "pandas", "tensorflow", "keras", "transformers", "opacus", "flwr"):
-        try:
-            module = __import__(name)
-            rows.append((name, getattr(module, "__version__", "?")))
-        except ImportError:
+        try:  # read the installed version without importing the (slow) package
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
             rows.append((name, "not installed"))
     return pd.DataFrame(rows, columns=["component", "version"]).set_index("component")
 

@@ -44,3 +44,13 @@ def test_record_to_file(tmp_path, monkeypatch):
 def test_environment_report():
     report = runtime.environment_report()
     assert {"python", "torch", "torch device"} <= set(report.index)
+
+
+def test_import_tensorflow_is_silent(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import recbook.runtime as r; tf = r.import_tensorflow(); print(tf.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "tensorflow"
+    assert "absl" not in done.stderr and "cuda" not in done.stderr.lower(), done.stderr

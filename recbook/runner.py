@@ -1,0 +1,278 @@
+"""Run notebooks headless with papermill and collect what they recorded.
+
+An instructor checks a machine before a workshop with ``python -m recbook run``; a reader runs a
+notebook on public data with ``-p DATASET=movielens-100k``. Each notebook runs in a fresh kernel
+with the values injected after its cell tagged ``parameters``. Results come back through
+:func:`recbook.runtime.record`: the runner points ``$RECBOOK_RECORD_FILE`` at a per-notebook JSON
+file before the kernel starts and reads that file when the notebook ends. A notebook reports the
+device it used by recording it: ``recbook.record("device", str(dev))``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recbook.runtime import RECORD_ENV
+
+KERNEL_NAME = "python3"
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+class RunnerError(ValueError):
+    """Bad input to the runner (unknown notebook or parameter, malformed ``-p``)."""
+
+
+@dataclass
+class NotebookResult:
+    """What one notebook run produced; one row of the summary table."""
+
+    notebook: str
+    path: str
+    output: str
+    status: str
+    device: str
+    wall_s: float
+    records: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value as a Python literal (``3``, ``0.5``, ``True``, ``'x'``), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
+    """``["EPOCHS=3", "DATASET=shop"]`` -> ``{"EPOCHS": 3, "DATASET": "shop"}``, checked."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            raise RunnerError(f"-p {pair!r}: expected NAME=VALUE, for example -p EPOCHS=3")
+        if not name.isidentifier():
+            raise RunnerError(f"-p {pair!r}: {name!r} is not a valid parameter name")
+        if name in params:
+            raise RunnerError(f"-p {name}: given more than once")
+        params[name] = parse_value(value)
+    return params
+
+
+def default_notebook_dir() -> Path:
+    """``./notebooks`` when it holds numbered notebooks, else the one next to the package."""
+    here = Path.cwd() / "notebooks"
+    if any(here.glob(NOTEBOOK_GLOB)):
+        return here
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def resolve_notebooks(names: list[str] | None, notebook_dir: Path | None = None) -> list[Path]:
+    """Paths of the notebooks to run: the ones named, or every ``NN_*.ipynb`` in order.
+
+    A jupytext ``.py`` pair is accepted and replaced by its ``.ipynb``.
+    """
+    if not names:
+        folder = notebook_dir or default_notebook_dir()
+        found = sorted(folder.glob(NOTEBOOK_GLOB))
+        if not found:
+            raise RunnerError(f"no notebooks matching {NOTEBOOK_GLOB} in {folder}; name them")
+        return found
+    paths = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".py" and path.with_suffix(".ipynb").exists():
+            path = path.with_suffix(".ipynb")
+        if not path.exists():
+            hint = ""
+            folder = notebook_dir or default_notebook_dir()
+            known = sorted(p.name for p in folder.glob(NOTEBOOK_GLOB))
+            if known:
+                hint = f"; notebooks in {folder}: {', '.join(known)}"
+            raise RunnerError(f"notebook {name!r} not found{hint}")
+        if path.suffix != ".ipynb":
+            raise RunnerError(f"{name!r} is not a .ipynb notebook (or a .py with an .ipynb pair)")
+        paths.append(path)
+    return paths
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (via papermill)."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {name: parse_value(info["default"]) for name, info in found.items()}
+
+
+def _type_mismatch(default: Any, value: Any) -> bool:
+    """True when ``value`` clearly has the wrong type for a parameter defaulting to ``default``."""
+    if default is None or value is None:
+        return False
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) != isinstance(value, bool)
+    if isinstance(default, float):
+        return not isinstance(value, (int, float))
+    if isinstance(default, (int, str)):
+        return not isinstance(value, type(default))
+    return False
+
+
+def plan(paths: list[Path], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which parameters go to which notebook, checked before anything runs.
+
+    A name that no selected notebook declares is an error listing the valid names. A name that
+    only some notebooks declare goes to those (the summary says where it went). A value whose
+    type differs from the default's (``EPOCHS=three``) is an error.
+    """
+    declared = {path: notebook_parameters(path) for path in paths}
+    for name, value in params.items():
+        owners = [p for p in paths if name in declared[p]]
+        if not owners:
+            valid = "; ".join(
+                f"{p.name}: {', '.join(declared[p]) or '(no parameters cell)'}" for p in paths
+            )
+            raise RunnerError(f"unknown parameter {name!r}. Valid names — {valid}")
+        for p in owners:
+            default = declared[p][name]
+            if _type_mismatch(default, value):
+                raise RunnerError(
+                    f"-p {name}={value!r}: {p.name} expects {type(default).__name__} "
+                    f"(default {default!r}), got {type(value).__name__}"
+                )
+    return [
+        {"path": p, "parameters": {k: v for k, v in params.items() if k in declared[p]}}
+        for p in paths
+    ]
+
+
+def run_notebook(
+    path: Path,
+    out_dir: Path,
+    parameters: dict[str, Any],
+    *,
+    progress: bool = True,
+    timeout: float | None = None,
+) -> NotebookResult:
+    """Execute one notebook in a fresh kernel; a failing notebook gives ``status="failed"``."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    with tempfile.TemporaryDirectory(prefix="recbook-records-") as tmp:
+        record_file = Path(tmp) / "records.json"
+        previous = os.environ.get(RECORD_ENV)
+        os.environ[RECORD_ENV] = str(record_file)  # the kernel inherits this environment
+        error = None
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(path.resolve().parent),
+                progress_bar=progress,
+                execution_timeout=timeout,
+            )
+        except papermill.PapermillExecutionError as exc:
+            error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        except Exception as exc:  # kernel died, timeout, unreadable notebook: report, go on
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            wall = time.perf_counter() - start
+            if previous is None:
+                os.environ.pop(RECORD_ENV, None)
+            else:
+                os.environ[RECORD_ENV] = previous
+        records = json.loads(record_file.read_text()) if record_file.exists() else {}
+    return NotebookResult(
+        notebook=path.stem,
+        path=str(path),
+        output=str(output),
+        status="ok" if error is None else "failed",
+        device=str(records.get("device", "-")),
+        wall_s=round(wall, 2),
+        records=records,
+        parameters=parameters,
+        error=error,
+    )
+
+
+def summary_table(results: list[NotebookResult]) -> pd.DataFrame:
+    """The table the runner prints: notebook, status, device, wall seconds, recorded metrics."""
+    rows = []
+    for r in results:
+        metrics = {k: v for k, v in r.records.items() if k != "device"}
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+        rows.append(
+            {
+                "notebook": r.notebook,
+                "status": r.status,
+                "device": r.device,
+                "wall s": r.wall_s,
+                "metrics": shown if r.status == "ok" else _first_line(r.error) + " " + shown,
+            }
+        )
+    return pd.DataFrame(rows, columns=["notebook", "status", "device", "wall s", "metrics"])
+
+
+def _first_line(text: str | None, width: int = 100) -> str:
+    """The start of an error message, short enough for one table cell."""
+    line = (text or "").strip().splitlines()[0] if text and text.strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def default_out_dir() -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / stamp
+
+
+def run(
+    notebooks: list[str] | None,
+    params: dict[str, Any],
+    out_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    timeout: float | None = None,
+) -> tuple[list[NotebookResult], Path]:
+    """Check everything first, then run each notebook in turn and write ``summary.json``."""
+    paths = resolve_notebooks(notebooks)
+    jobs = plan(paths, params)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results = []
+    for i, job in enumerate(jobs, 1):
+        path, injected = job["path"], job["parameters"]
+        skipped = sorted(set(params) - set(injected))
+        note = f" (not a parameter here: {', '.join(skipped)})" if skipped else ""
+        print(f"[{i}/{len(jobs)}] {path.name} {injected or ''}{note}", file=sys.stderr, flush=True)
+        result = run_notebook(path, out_dir, injected, progress=progress, timeout=timeout)
+        print(f"    {result.status} in {result.wall_s:.1f} s", file=sys.stderr, flush=True)
+        results.append(result)
+    summary = {
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": params,
+        "ok": all(r.status == "ok" for r in results),
+        "notebooks": [asdict(r) for r in results],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return results, out_dir

@@ -1,0 +1,210 @@
+"""Tests of the headless runner: argument errors, parameter checks, real end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from recbook import runner
+from recbook.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_notebook(path: Path, body: str, params: str = 'SCALE = 2\nLABEL = "a"\n') -> Path:
+    """A tiny notebook: a parameters cell, then ``body`` (which may record results)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import recbook"),
+        nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    spec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = spec
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def kernel_env(monkeypatch):
+    """Make sure the kernel can import recbook from this checkout even without an install."""
+    current = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), current) if p))
+
+
+GOOD_BODY = (
+    'recbook.record("device", "cpu")\n'
+    'recbook.record("doubled", SCALE * 21)\n'
+    'recbook.record("label", LABEL)\n'
+)
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def test_parse_parameters_literals_and_strings():
+    got = runner.parse_parameters(
+        ["EPOCHS=3", "LR=0.5", "FLAG=True", "DATASET=movielens-100k", "NAME='x'", "KS=(5, 10)"]
+    )
+    assert got == {
+        "EPOCHS": 3,
+        "LR": 0.5,
+        "FLAG": True,
+        "DATASET": "movielens-100k",
+        "NAME": "x",
+        "KS": (5, 10),
+    }
+    assert runner.parse_parameters(["NOTE=a=b"]) == {"NOTE": "a=b"}
+
+
+@pytest.mark.parametrize(
+    "pair, message",
+    [("EPOCHS", "expected NAME=VALUE"), ("1X=2", "not a valid parameter name"), ("=3", "valid")],
+)
+def test_parse_parameters_errors(pair, message):
+    with pytest.raises(runner.RunnerError, match=message):
+        runner.parse_parameters([pair])
+
+
+def test_parse_parameters_duplicate():
+    with pytest.raises(runner.RunnerError, match="more than once"):
+        runner.parse_parameters(["A=1", "A=2"])
+
+
+def test_main_without_equals_is_exit_2(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    assert main(["run", str(nb), "-p", "SCALE", "--out", str(tmp_path / "o")]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_notebook(tmp_path, capsys):
+    missing = tmp_path / "nope.ipynb"
+    with pytest.raises(runner.RunnerError, match="nope.ipynb.*not found"):
+        runner.resolve_notebooks([str(missing)])
+    assert main(["run", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_not_a_notebook(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(runner.RunnerError, match="not a .ipynb"):
+        runner.resolve_notebooks([str(text)])
+
+
+def test_py_pair_resolves_to_ipynb(tmp_path):
+    nb = make_notebook(tmp_path / "01_t.ipynb", GOOD_BODY)
+    (tmp_path / "01_t.py").write_text("# pair\n")
+    assert runner.resolve_notebooks([str(tmp_path / "01_t.py")]) == [nb]
+
+
+def test_default_notebooks_are_numbered_and_sorted(tmp_path):
+    for name in ("02_b.ipynb", "00_a.ipynb", "scratch.ipynb"):
+        make_notebook(tmp_path / name, GOOD_BODY)
+    found = runner.resolve_notebooks(None, notebook_dir=tmp_path)
+    assert [p.name for p in found] == ["00_a.ipynb", "02_b.ipynb"]
+    with pytest.raises(runner.RunnerError, match="no notebooks"):
+        runner.resolve_notebooks(None, notebook_dir=tmp_path / "empty")
+
+
+# -- parameter checks (before anything runs) -----------------------------------------------
+
+
+def test_notebook_parameters_reads_defaults(tmp_path):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    assert runner.notebook_parameters(nb) == {"SCALE": 2, "LABEL": "a"}
+
+
+def test_unknown_parameter_lists_valid_names(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    with pytest.raises(runner.RunnerError, match=r"unknown parameter 'EPOCHS'.*SCALE, LABEL"):
+        runner.plan([nb], {"EPOCHS": 3})
+    out = tmp_path / "o"
+    assert main(["run", str(nb), "-p", "EPOCHS=3", "--out", str(out)]) == 2
+    assert "unknown parameter 'EPOCHS'" in capsys.readouterr().err
+    assert not out.exists(), "nothing may run or be written before the parameters are checked"
+
+
+def test_wrong_type_is_an_error(tmp_path):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    with pytest.raises(runner.RunnerError, match="expects int"):
+        runner.plan([nb], {"SCALE": "three"})
+    with pytest.raises(runner.RunnerError, match="expects str"):
+        runner.plan([nb], {"LABEL": 5})
+
+
+def test_parameter_goes_only_to_notebooks_that_declare_it(tmp_path):
+    a = make_notebook(tmp_path / "00_a.ipynb", GOOD_BODY)
+    b = make_notebook(tmp_path / "01_b.ipynb", GOOD_BODY, params="EPOCHS = 10\n")
+    jobs = runner.plan([a, b], {"EPOCHS": 2})
+    assert [j["parameters"] for j in jobs] == [{}, {"EPOCHS": 2}]
+
+
+def test_summary_table_columns():
+    r = runner.NotebookResult("00_x", "p", "o", "ok", "cpu", 1.5, {"device": "cpu", "rmse": 0.9})
+    table = runner.summary_table([r])
+    assert list(table.columns) == ["notebook", "status", "device", "wall s", "metrics"]
+    assert table.loc[0, "metrics"] == "rmse=0.9"
+    long_error = "ValueError: " + "x" * 300 + "\nsecond line"
+    bad = runner.NotebookResult("01_y", "p", "o", "failed", "-", 2.0, {}, error=long_error)
+    cell = runner.summary_table([bad]).loc[0, "metrics"]
+    assert cell.startswith("ValueError: x") and len(cell) <= 101 and "second" not in cell
+
+
+# -- end to end: real kernels --------------------------------------------------------------
+
+
+def test_run_end_to_end(tmp_path, kernel_env, capsys):
+    nb = make_notebook(tmp_path / "00_tiny.ipynb", GOOD_BODY)
+    out = tmp_path / "out"
+    code = main(["run", str(nb), "-p", "SCALE=3", "-p", "LABEL=hello", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is True
+    assert summary["parameters"] == {"SCALE": 3, "LABEL": "hello"}
+    (entry,) = summary["notebooks"]
+    assert entry["status"] == "ok"
+    assert entry["device"] == "cpu"
+    assert entry["records"] == {"device": "cpu", "doubled": 63, "label": "hello"}
+    assert entry["wall_s"] > 0
+    executed = nbformat.read(out / "00_tiny.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "SCALE = 3" in injected[0].source
+    assert "00_tiny" in captured.out and "doubled=63" in captured.out
+    assert os.environ.get("RECBOOK_RECORD_FILE") is None
+
+
+def test_failing_notebook_exit_1_and_others_still_run(tmp_path, kernel_env, capsys):
+    bad = make_notebook(tmp_path / "00_bad.ipynb", 'raise RuntimeError("boom")')
+    good = make_notebook(tmp_path / "01_good.ipynb", GOOD_BODY)
+    out = tmp_path / "out"
+    assert main(["run", str(bad), str(good), "--out", str(out), "--no-progress"]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False
+    first, second = summary["notebooks"]
+    assert first["status"] == "failed" and "RuntimeError: boom" in first["error"]
+    assert first["device"] == "-"
+    assert second["status"] == "ok" and second["records"]["doubled"] == 42
+    assert (out / "00_bad.ipynb").exists(), "the failed notebook is kept for inspection"
+    assert "FAILED: 00_bad" in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path):
+    """``python -m recbook`` is wired to main (bad input, so no kernel is started)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "recbook", "run", "missing.ipynb"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2
+    assert "missing.ipynb" in proc.stderr and "not found" in proc.stderr
