@@ -1,0 +1,347 @@
+"""Tests of recbook.privacy: the article's loss, budget checks, accounting, DP-SGD via Opacus,
+the membership-inference audit and the de-identification helpers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from recbook import privacy, training
+from recbook.models_torch import BiasedMF
+
+torch.set_num_threads(1)
+
+
+# --- the article's loss ----------------------------------------------------------------------
+
+
+def test_article_loss_is_bce_plus_squared_term():
+    prob = torch.tensor([0.1, 0.5, 0.9, 0.7])
+    target = torch.tensor([0.0, 1.0, 1.0, 0.25])
+    eps = 1.5
+    bce = -(target * prob.log() + (1 - target) * (1 - prob).log())
+    expected = (bce + eps**2 * (prob - target) ** 2).mean()
+    got = privacy.article_dp_loss(prob, target, eps)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # epsilon = 0 is plain cross-entropy
+    assert torch.allclose(privacy.article_dp_loss(prob, target, 0.0), bce.mean(), atol=1e-6)
+    per = privacy.article_dp_loss(prob, target, eps, reduction="none")
+    assert per.shape == prob.shape
+
+
+def test_article_loss_gradient_is_a_deterministic_reweighting():
+    torch.manual_seed(0)
+    z = torch.randn(50, requires_grad=True)
+    y = torch.rand(50)
+    eps = 2.0
+    privacy.article_dp_loss(torch.sigmoid(z), y, eps, reduction="sum").backward()
+    f = torch.sigmoid(z).detach()
+    expected = (f - y) * privacy.article_gradient_weight(f, eps)
+    assert torch.allclose(z.grad, expected, atol=1e-5)
+    w = privacy.article_gradient_weight(f, eps)
+    assert (w >= 1).all() and (w <= 1 + eps**2 / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "prob, target, eps, match",
+    [
+        ([0.5], [1.0], -1.0, "epsilon"),
+        ([0.5], [1.0], float("nan"), "epsilon"),
+        ([1.5], [1.0], 1.0, "sigmoid"),
+        ([0.5], [3.0], 1.0, r"\(r - 1\) / 4"),
+    ],
+)
+def test_article_loss_rejects_bad_input(prob, target, eps, match):
+    with pytest.raises(ValueError, match=match):
+        privacy.article_dp_loss(torch.tensor(prob), torch.tensor(target), eps)
+
+
+# --- budget and accounting -------------------------------------------------------------------
+
+
+def test_default_delta_is_below_one_over_n():
+    for n in (10, 1000, 27_000):
+        assert 0 < privacy.default_delta(n) < 1 / n
+    with pytest.raises(ValueError, match="n must be"):
+        privacy.default_delta(1)
+
+
+@pytest.mark.parametrize(
+    "eps, delta, match",
+    [
+        (0.0, 1e-5, "epsilon must be a finite number > 0"),
+        (-1.0, 1e-5, "epsilon"),
+        (float("inf"), 1e-5, "non-private"),
+        (1.0, 0.0, "delta must satisfy"),
+        (1.0, 1e-3, "delta must satisfy"),  # = 1/n for n = 1000
+        (1.0, 0.5, "default_delta"),
+    ],
+)
+def test_check_budget_rejects_bad_parameters(eps, delta, match):
+    with pytest.raises(ValueError, match=match):
+        privacy.check_budget(eps, delta, 1000)
+
+
+def test_epsilon_decreases_with_noise_and_grows_with_steps():
+    q, steps, delta = 0.01, 500, 1e-5
+    for fn in (privacy.epsilon_opacus, privacy.epsilon_dp_accounting):
+        eps = [fn(sigma, q, steps, delta) for sigma in (0.8, 1.5, 3.0)]
+        assert all(a > b for a, b in zip(eps, eps[1:])), eps
+        assert fn(1.0, q, 2 * steps, delta) > fn(1.0, q, steps, delta)
+
+
+def test_two_libraries_agree_within_five_percent():
+    frame = privacy.accountant_crosscheck(1.1, 2048 / 27_000, 140, 1.3e-5)
+    assert set(frame["method"]) == {"RDP", "PRV/PLD"}
+    assert frame["rel_diff"].abs().max() < 0.05, frame
+    # PLD / PRV are tighter than RDP for the same mechanism
+    by = frame.set_index(["method", "library"])["epsilon"]
+    assert by[("PRV/PLD", "dp-accounting")] < by[("RDP", "dp-accounting")]
+
+
+def test_noise_multiplier_for_hits_the_target():
+    sigma = privacy.noise_multiplier_for(2.0, 1e-5, 0.05, 200)
+    eps = privacy.epsilon_opacus(sigma, 0.05, 200, 1e-5)
+    assert 0.97 * 2.0 <= eps <= 2.0
+    with pytest.raises(ValueError, match="epsilon"):
+        privacy.noise_multiplier_for(0.0, 1e-5, 0.05, 200)
+    with pytest.raises(ValueError, match="sample_rate"):
+        privacy.epsilon_opacus(1.0, 1.5, 10, 1e-5)
+    with pytest.raises(ValueError, match="accountant"):
+        privacy.epsilon_opacus(1.0, 0.1, 10, 1e-5, accountant="gdp?")
+
+
+def test_group_privacy_arithmetic():
+    assert privacy.group_privacy(1.0, 1e-6, 1) == pytest.approx((1.0, 1e-6))
+    eps, delta = privacy.group_privacy(0.5, 1e-6, 4)
+    assert eps == pytest.approx(2.0)
+    assert delta == pytest.approx(4 * math.exp(1.5) * 1e-6)
+    with pytest.raises(ValueError, match="k must"):
+        privacy.group_privacy(1.0, 1e-6, 0)
+
+
+def test_max_attack_auc_bound():
+    assert privacy.max_attack_auc(0.0) == pytest.approx(0.5, abs=1e-6)
+    values = [privacy.max_attack_auc(e, 1e-5) for e in (0.5, 1, 2, 4, 8)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert values[-1] > 0.99
+    assert privacy.max_attack_auc(float("inf")) == 1.0
+
+
+# --- DP-SGD with Opacus ----------------------------------------------------------------------
+
+
+def _tiny_ratings(n=2000, n_users=40, n_items=30, seed=0):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, n_users, n)
+    i = rng.integers(0, n_items, n)
+    bias_u, bias_i = rng.normal(0, 0.7, n_users), rng.normal(0, 0.7, n_items)
+    r = np.clip(3.5 + bias_u[u] + bias_i[i] + rng.normal(0, 0.5, n), 1, 5)
+    return pd.DataFrame({"user_id": u, "item_id": i, "rating": r})
+
+
+def _tensors(df):
+    return (
+        torch.tensor(df["user_id"].to_numpy()),
+        torch.tensor(df["item_id"].to_numpy()),
+        torch.tensor(df["rating"].to_numpy(), dtype=torch.float32),
+    )
+
+
+def _dp_setup(df, eps=4.0, epochs=3, delta=None, batch_size=200):
+    torch.manual_seed(0)
+    model = BiasedMF(40, 30, dim=4, global_mean=3.5)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.02)
+    loader = privacy.tensor_loader(*_tensors(df), batch_size=batch_size, seed=0)
+    delta = privacy.default_delta(len(df)) if delta is None else delta
+    return privacy.make_private(
+        model,
+        opt,
+        loader,
+        nn.MSELoss(),
+        target_epsilon=eps,
+        delta=delta,
+        epochs=epochs,
+        max_grad_norm=1.0,
+    )
+
+
+def test_make_private_trains_and_spends_the_target_epsilon():
+    df = _tiny_ratings()
+    dp = _dp_setup(df, eps=4.0, epochs=3)
+    assert dp.sample_rate == pytest.approx(200 / 2000)
+    hist = training.fit(
+        dp.module, dp.loader, dp.criterion, optimizer=dp.optimizer, epochs=3, progress=False
+    )
+    assert dp.steps == 3 * len(dp.loader) == 30
+    assert 0.95 * 4.0 <= dp.epsilon() <= 4.0 * 1.001
+    independent = privacy.epsilon_dp_accounting(
+        dp.noise_multiplier, dp.sample_rate, dp.steps, dp.delta, "rdp"
+    )
+    assert independent == pytest.approx(dp.epsilon(), rel=0.05)
+    assert hist.frame["train_loss"].iloc[-1] < hist.frame["train_loss"].iloc[0]
+
+
+def test_more_privacy_means_more_noise():
+    df = _tiny_ratings()
+    sigmas = [_dp_setup(df, eps=e).noise_multiplier for e in (0.5, 2.0, 8.0)]
+    assert sigmas[0] > sigmas[1] > sigmas[2] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"eps": 0.0}, "epsilon must be a finite number > 0"),
+        ({"eps": -2.0}, "epsilon"),
+        ({"delta": 1 / 2000}, "delta must satisfy"),
+        ({"delta": 0.1}, "delta must satisfy"),
+    ],
+)
+def test_make_private_rejects_bad_budgets(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _dp_setup(_tiny_ratings(), **kwargs)
+
+
+def test_make_private_needs_a_dataloader():
+    model = BiasedMF(4, 4, dim=2)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    batches = training.TensorBatches(torch.zeros(8, dtype=torch.long), torch.zeros(8))
+    with pytest.raises(TypeError, match="tensor_loader"):
+        privacy.make_private(
+            model,
+            opt,
+            batches,
+            nn.MSELoss(),
+            target_epsilon=1.0,
+            delta=1e-3,
+            epochs=1,
+            max_grad_norm=1.0,
+        )
+
+
+def test_fast_embedding_norms_match_opacus():
+    from opacus.grad_sample.embedding_norm_sample import compute_embedding_norm_sample
+
+    torch.manual_seed(0)
+    layer = nn.Embedding(10, 3)
+    ids = torch.randint(0, 10, (16,))
+    back = torch.randn(16, 3)
+    ours = privacy._one_row_embedding_norms(layer, [ids], back)[layer.weight]
+    theirs = compute_embedding_norm_sample(layer, [ids], back)[layer.weight]
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    # sequences of ids (several rows per example) go to Opacus's general algorithm
+    seq = torch.tensor([[1, 1], [2, 0], [2, 0]])
+    back2 = torch.tensor([[[0.2], [0.2]], [[0.3], [0.1]], [[0.3], [0.1]]])
+    layer1 = nn.Embedding(3, 1)
+    got = privacy._one_row_embedding_norms(layer1, [seq], back2)[layer1.weight]
+    assert torch.allclose(got, torch.tensor([0.4, 0.3162, 0.3162]), atol=1e-4)
+
+
+def test_tensor_loader_batches_are_tensors():
+    loader = privacy.tensor_loader(torch.arange(10), torch.arange(10.0), batch_size=4)
+    first = next(iter(loader))
+    assert isinstance(first, tuple) and first[0].shape == (4,)
+    with pytest.raises(ValueError, match="batch_size"):
+        privacy.tensor_loader(torch.arange(10), batch_size=0)
+
+
+# --- membership inference --------------------------------------------------------------------
+
+
+def test_attack_is_chance_on_identically_distributed_losses():
+    rng = np.random.default_rng(0)
+    res = privacy.loss_threshold_attack(rng.exponential(1, 5000), rng.exponential(1, 5000))
+    assert abs(res.auc - 0.5) < 0.02
+    assert abs(res.advantage) < 0.03
+
+
+def test_attack_detects_memorisation():
+    rng = np.random.default_rng(0)
+    res = privacy.loss_threshold_attack(rng.exponential(0.2, 2000), rng.exponential(1.0, 2000))
+    assert res.auc > 0.75 and res.advantage > 0.3
+
+
+def test_attack_rejects_bad_losses():
+    with pytest.raises(ValueError, match="members"):
+        privacy.loss_threshold_attack([], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        privacy.loss_threshold_attack([np.nan], [1.0])
+
+
+def _fit_plain(df, epochs=40):
+    torch.manual_seed(0)
+    model = BiasedMF(40, 30, dim=8, global_mean=3.5)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    batches = training.TensorBatches(*_tensors(df), batch_size=100, seed=0)
+    training.fit(model, batches, nn.MSELoss(), optimizer=opt, epochs=epochs, progress=False)
+    return model
+
+
+def test_audit_is_chance_for_a_model_that_never_saw_the_members():
+    data = _tiny_ratings(n=3000, seed=1)
+    trained_on, unseen_a, unseen_b = data.iloc[:1000], data.iloc[1000:2000], data.iloc[2000:]
+    model = _fit_plain(trained_on)
+    members, non_members = privacy.membership_sample(unseen_a, unseen_b, seed=0)
+    res = privacy.loss_threshold_attack(
+        privacy.rating_losses(model, members), privacy.rating_losses(model, non_members)
+    )
+    assert abs(res.auc - 0.5) < 0.04, res
+    # the same attack does see the members of an over-fitted model
+    members, non_members = privacy.membership_sample(trained_on, unseen_b, seed=0)
+    res = privacy.loss_threshold_attack(
+        privacy.rating_losses(model, members), privacy.rating_losses(model, non_members)
+    )
+    assert res.auc > 0.6, res
+
+
+def test_membership_sample_is_balanced_and_disjoint():
+    train = pd.DataFrame({"user_id": range(100), "item_id": 0, "rating": 3.0})
+    test = pd.DataFrame({"user_id": range(100, 130), "item_id": 0, "rating": 3.0})
+    m, o = privacy.membership_sample(train, test, seed=3)
+    assert len(m) == len(o) == 30
+    assert not set(m["user_id"]) & set(o["user_id"])
+    with pytest.raises(ValueError, match="n must be"):
+        privacy.membership_sample(train, test, n=31)
+    with pytest.raises(ValueError, match="non-empty"):
+        privacy.membership_sample(train.iloc[:0], test)
+
+
+def test_rating_losses_needs_columns():
+    with pytest.raises(KeyError, match="rating"):
+        privacy.rating_losses(BiasedMF(2, 2, 2), pd.DataFrame({"user_id": [0], "item_id": [0]}))
+
+
+# --- de-identification -----------------------------------------------------------------------
+
+
+def test_quasi_identifier_report_counts_unique_records():
+    table = pd.DataFrame(
+        {
+            "region": ["a", "a", "a", "b", "b", "c"],
+            "age": [1, 1, 2, 1, 1, 3],
+        }
+    )
+    rep = privacy.quasi_identifier_report(table, [["region"], ["region", "age"]])
+    assert rep.loc["region", "unique_share"] == pytest.approx(1 / 6)
+    assert rep.loc["region", "k_anonymity"] == 1
+    assert rep.loc["region + age", "groups"] == 4
+    assert rep.loc["region + age", "unique_share"] == pytest.approx(2 / 6)
+    with pytest.raises(KeyError, match="zip"):
+        privacy.quasi_identifier_report(table, [["zip"]])
+
+
+def test_hashing_ids_is_reversible_by_enumeration():
+    ids = np.array([5, 17, 2999])
+    hashed = privacy.pseudonymise(ids)
+    assert (hashed == privacy.pseudonymise(ids)).all()  # deterministic, hence linkable
+    assert len(hashed[0]) == 64
+    assert (privacy.reverse_pseudonyms(hashed, np.arange(3000)) == ids).all()
+    salted = privacy.pseudonymise(ids, salt="secret")
+    assert not (salted == hashed).any()
+    assert (privacy.reverse_pseudonyms(salted, np.arange(3000)) == -1).all()
+    assert (privacy.reverse_pseudonyms(salted, np.arange(3000), salt="secret") == ids).all()
