@@ -62,15 +62,20 @@ def import_tensorflow():
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy, torch and (if already imported) TensorFlow, for repeatable runs."""
+    """Seed python, numpy and, when already imported, torch, TensorFlow and Keras.
+
+    Call it after the imports; frameworks that are not imported are not loaded just to seed
+    them (importing torch costs seconds in a TensorFlow-only notebook).
+    """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    import torch
+    if "torch" in sys.modules:
+        import torch
 
-    torch.manual_seed(seed)
+        torch.manual_seed(seed)
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 

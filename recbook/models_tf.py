@@ -1,0 +1,518 @@
+"""Keras 3 models behind articles 000, 001 and 004, written so that they actually learn.
+
+The articles sketch three ideas: a user and an item embedding combined by a dot product (000
+§4.2, 004 §5.2), a softmax over the whole catalogue (000 §4.2 attention, 004 §4.2 Recommend(u)),
+and sigmoid units on feature vectors (001 §4.1-§4.3, 004 §4.2.1). Each builder here returns a
+uncompiled ``keras.Model`` whose inputs are named (``user_id``, ``item_id``, ``item_features``)
+so that ``tf.data`` pipelines made by :func:`make_dataset` feed them by name.
+
+Importing this module imports TensorFlow through :func:`recbook.runtime.import_tensorflow`, so
+notebooks import it before ``keras`` and get no TensorFlow start-up lines in their outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from recbook.runtime import import_tensorflow
+
+tf = import_tensorflow()  # before keras: keeps TensorFlow's C++ start-up lines out of outputs
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+__all__ = [
+    "ItemScores",
+    "check_ids",
+    "dot_product_model",
+    "embedding_tables",
+    "fit",
+    "make_dataset",
+    "mlp_click_model",
+    "per_user_sigmoid_model",
+    "retrieval_model",
+    "score_all",
+    "score_pairs",
+    "tabular_features",
+    "tf_device",
+]
+
+
+def tf_device(preferred: str = "auto") -> str:
+    """The device TensorFlow will compute on: ``$RECBOOK_DEVICE`` > ``preferred`` > GPU > CPU.
+
+    TensorFlow places operations itself; this only hides the GPU when ``"cpu"`` is asked for
+    and fails loudly when a GPU is asked for but not visible (the same rule as
+    :func:`recbook.runtime.device` for PyTorch). Call it before building any model.
+    """
+    choice = str(os.environ.get("RECBOOK_DEVICE") or preferred).lower()
+    if choice not in ("auto", "cpu", "cuda", "gpu", "mps"):
+        raise ValueError(f"unknown device {choice!r}; use one of auto, cpu, cuda, gpu, mps")
+    gpus = tf.config.list_physical_devices("GPU")
+    if choice == "cpu":
+        if gpus:
+            try:
+                tf.config.set_visible_devices([], "GPU")
+            except RuntimeError as err:  # TF already initialised its devices
+                raise RuntimeError(
+                    "DEVICE='cpu' must be chosen before TensorFlow runs anything; "
+                    "restart the kernel and call tf_device first"
+                ) from err
+        return "/CPU:0"
+    if choice != "auto" and not gpus:
+        raise RuntimeError(
+            f"DEVICE={choice!r} but TensorFlow sees no GPU "
+            f"(devices: {tf.config.list_physical_devices()}); use DEVICE='auto' or 'cpu'"
+        )
+    return "/GPU:0" if gpus else "/CPU:0"
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _regulariser(l2: float):
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2!r}")
+    return keras.regularizers.L2(l2) if l2 > 0 else None
+
+
+def check_ids(ids, n: int, name: str) -> np.ndarray:
+    """Return ``ids`` as int32 after checking they are whole numbers in ``0..n-1``.
+
+    An out-of-range id makes a Keras ``Embedding`` fail on CPU but silently return zeros on GPU,
+    so every id that enters a model here goes through this check first.
+    """
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of ids, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(
+            f"{name} must lie in 0..{n - 1}, found {arr.min()}..{arr.max()}; "
+            "re-index ids with the Dataset (ids are contiguous there)"
+        )
+    return arr.astype("int32")
+
+
+def make_dataset(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray | None = None,
+    *,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """A batched, prefetched ``tf.data`` pipeline of named model inputs (and labels).
+
+    The arrays live in memory as tensors and each batch is gathered by index, so the pipeline
+    does per-batch rather than per-row work. With ``shuffle`` every epoch draws a fresh
+    permutation, reproducibly from ``seed``.
+    """
+    batch_size = _positive_int(batch_size, "batch_size")
+    if not features:
+        raise ValueError("features is empty; pass e.g. {'user_id': users, 'item_id': items}")
+    arrays = {k: np.asarray(v) for k, v in features.items()}
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if labels is not None:
+        labels = np.asarray(labels, dtype="float32")
+        lengths["labels"] = len(labels)
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"inputs have different lengths: {lengths}; they must match row by row")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError("cannot make a dataset from zero rows")
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
+    target = None if labels is None else tf.constant(labels)
+    starts = tf.data.Dataset.range(0, n, batch_size)
+
+    def batches(epoch_seed):
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=[epoch_seed, seed])
+        return starts.map(lambda s: order[s : s + batch_size])
+
+    # Dataset.random re-draws its value on every pass, i.e. one new permutation per epoch.
+    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    index = epoch_seeds.flat_map(batches)
+
+    def gather(idx):
+        x = {k: tf.gather(v, idx) for k, v in tensors.items()}
+        return x if target is None else (x, tf.gather(target, idx))
+
+    ds = index.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    # flat_map hides the length; state it so Keras knows the steps per epoch
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _id_input(name: str) -> keras.KerasTensor:
+    return keras.Input(shape=(), dtype="int32", name=name)
+
+
+def dot_product_model(
+    n_users: int,
+    n_items: int,
+    dim: int = 32,
+    *,
+    use_bias: bool = True,
+    global_mean: float = 0.0,
+    l2: float = 0.0,
+    activation: str | None = None,
+    seed: int | None = None,
+) -> keras.Model:
+    """r̂(u, i) = p_u · q_i (+ b_u + b_i + global_mean), optionally through ``activation``.
+
+    With ``activation=None`` it is the rating model of article 000 §4.2 (f = dot product)
+    trained on a loss; with ``activation="sigmoid"`` it scores clicks. Embedding tables are
+    named ``user_embedding`` / ``item_embedding`` (see :func:`embedding_tables`).
+    """
+    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
+    dim = _positive_int(dim, "dim")
+    reg = _regulariser(l2)
+    init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
+    user, item = _id_input("user_id"), _id_input("item_id")
+    p = layers.Embedding(n_users, dim, embeddings_initializer=init, embeddings_regularizer=reg,
+                         name="user_embedding")(user)  # fmt: skip
+    q = layers.Embedding(n_items, dim, embeddings_initializer=init, embeddings_regularizer=reg,
+                         name="item_embedding")(item)  # fmt: skip
+    # (batch, dim) · (batch, dim) along axis 1 -> (batch, 1): one score per row.
+    score = layers.Dot(axes=1, name="dot")([p, q])
+    if use_bias:
+        bu = layers.Embedding(n_users, 1, embeddings_initializer="zeros", name="user_bias")(user)
+        bi = layers.Embedding(n_items, 1, embeddings_initializer="zeros", name="item_bias")(item)
+        score = layers.Add(name="add_biases")([score, bu, bi])
+    # Rescaling computes x * scale + offset: a fixed, non-trained global mean.
+    score = layers.Rescaling(1.0, offset=float(global_mean), name="global_mean")(score)
+    if activation is not None:
+        score = layers.Activation(activation, name=activation)(score)
+    out = layers.Reshape((), name="score")(score)
+    return keras.Model({"user_id": user, "item_id": item}, out, name="dot_product")
+
+
+@keras.saving.register_keras_serializable(package="recbook")
+class ItemScores(layers.Layer):
+    """Scores of one user vector against every item: logits = u Vᵀ + b (shape batch × n_items).
+
+    This is the softmax over the whole catalogue of 000 §4.2 and 004 §4.2, with the item vectors
+    held in an ``Embedding`` so they can be read back and plotted.
+    """
+
+    def __init__(self, n_items: int, dim: int, l2: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_items, self.dim, self.l2, self.seed = n_items, dim, l2, seed
+        self.item_embedding = layers.Embedding(
+            n_items,
+            dim,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+            embeddings_regularizer=_regulariser(l2),
+            name="item_embedding",
+        )
+
+    def build(self, input_shape):
+        self.item_embedding.build((None,))
+        self.item_bias = self.add_weight(shape=(self.n_items,), initializer="zeros", name="bias")
+
+    def call(self, user_vectors):
+        return ops.matmul(user_vectors, ops.transpose(self.item_embedding.embeddings)) + (
+            self.item_bias
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "n_items": self.n_items,
+            "dim": self.dim,
+            "l2": self.l2,
+            "seed": self.seed,
+        }
+
+
+def retrieval_model(
+    n_users: int, n_items: int, dim: int = 32, *, l2: float = 0.0, seed: int | None = None
+) -> keras.Model:
+    """user_id -> logits over all ``n_items`` (train with sparse categorical cross-entropy on
+    the item the user interacted with, ``from_logits=True``).
+
+    The full softmax costs batch × n_items per step: fine for thousands of items; for a catalogue
+    of ~10⁵ and more use a sampled softmax (``tf.nn.sampled_softmax_loss``) instead.
+    """
+    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
+    dim = _positive_int(dim, "dim")
+    user = _id_input("user_id")
+    p = layers.Embedding(
+        n_users,
+        dim,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+        embeddings_regularizer=_regulariser(l2),
+        name="user_embedding",
+    )(user)
+    logits = ItemScores(n_items, dim, l2=l2, seed=seed, name="item_scores")(p)
+    return keras.Model({"user_id": user}, logits, name="softmax_retrieval")
+
+
+def per_user_sigmoid_model(
+    n_users: int, n_features: int, *, l2: float = 0.0, seed: int | None = None
+) -> keras.Model:
+    """Article 001 §4.2: r_ij = σ(W_i · x_j + b_i), one weight vector W_i and bias b_i per user.
+
+    Inputs ``user_id`` (int) and ``item_features`` (the item's feature vector x_j). W and b are
+    ``Embedding`` tables indexed by user, so all users train together in one batch.
+    """
+    n_users = _positive_int(n_users, "n_users")
+    n_features = _positive_int(n_features, "n_features")
+    user = _id_input("user_id")
+    x = keras.Input(shape=(n_features,), dtype="float32", name="item_features")
+    w = layers.Embedding(
+        n_users,
+        n_features,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
+        embeddings_regularizer=_regulariser(l2),
+        name="user_weights",
+    )(user)
+    b = layers.Embedding(n_users, 1, embeddings_initializer="zeros", name="user_bias")(user)
+    z = layers.Add(name="logit")([layers.Dot(axes=1, name="w_dot_x")([w, x]), b])
+    out = layers.Reshape((), name="probability")(layers.Activation("sigmoid")(z))
+    return keras.Model({"user_id": user, "item_features": x}, out, name="per_user_sigmoid")
+
+
+def _lookup(table: np.ndarray, name: str) -> layers.Embedding:
+    """A frozen Embedding that returns a row of a fixed feature table for an id."""
+    table = np.asarray(table, dtype="float32")
+    if table.ndim != 2 or not np.isfinite(table).all():
+        raise ValueError(f"{name} must be a finite 2-D array (rows = ids), got {table.shape}")
+    return layers.Embedding(
+        table.shape[0],
+        table.shape[1],
+        embeddings_initializer=keras.initializers.Constant(table),
+        trainable=False,
+        name=name,
+    )
+
+
+def mlp_click_model(
+    n_users: int,
+    n_items: int,
+    dim: int = 16,
+    hidden: Sequence[int] = (64, 32),
+    *,
+    user_features: np.ndarray | None = None,
+    item_features: np.ndarray | None = None,
+    l2: float = 0.0,
+    dropout: float = 0.0,
+    seed: int | None = None,
+) -> keras.Model:
+    """P(click | u, i) = σ(MLP([user features, item features, p_u, q_i])).
+
+    Without feature tables this is the MLP of NCF (He et al. 2017) that Rendle et al. (2020)
+    compare with the dot product. Feature tables (rows indexed by id) are frozen lookups, so the
+    model's inputs stay just ``user_id`` and ``item_id``.
+    """
+    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
+    dim = _positive_int(dim, "dim")
+    if not hidden:
+        raise ValueError("hidden must list at least one layer width, e.g. (64, 32)")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    reg = _regulariser(l2)
+    init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
+    user, item = _id_input("user_id"), _id_input("item_id")
+    parts = [
+        layers.Embedding(n_users, dim, embeddings_initializer=init, embeddings_regularizer=reg,
+                         name="user_embedding")(user),
+        layers.Embedding(n_items, dim, embeddings_initializer=init, embeddings_regularizer=reg,
+                         name="item_embedding")(item),
+    ]  # fmt: skip
+    for table, n, ids, name in (
+        (user_features, n_users, user, "user_features"),
+        (item_features, n_items, item, "item_features"),
+    ):
+        if table is not None:
+            if len(table) != n:
+                raise ValueError(f"{name} has {len(table)} rows but there are {n} ids")
+            parts.append(_lookup(table, name)(ids))
+    h = layers.Concatenate(name="concat")(parts)
+    for k, width in enumerate(hidden):
+        h = layers.Dense(_positive_int(width, "hidden width"), activation="relu",
+                         kernel_initializer=keras.initializers.HeNormal(seed=seed),
+                         name=f"dense_{k}")(h)  # fmt: skip
+        if dropout:
+            h = layers.Dropout(dropout, seed=seed, name=f"dropout_{k}")(h)
+    out = layers.Dense(1, activation="sigmoid", name="click")(h)
+    out = layers.Reshape((), name="probability")(out)
+    return keras.Model({"user_id": user, "item_id": item}, out, name="mlp_click")
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset | None = None,
+    *,
+    epochs: int = 20,
+    patience: int = 3,
+    monitor: str = "val_loss",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train a compiled model with early stopping on ``monitor`` (best weights restored).
+
+    ``val_loss`` includes any L2 penalty; monitor a compiled metric (e.g. ``"val_mse"``) to stop
+    on the error alone.
+    Returns the history as a DataFrame indexed by epoch (1-based). Progress is a tqdm bar
+    (``tqdm.keras.TqdmCallback``) so Keras' own per-step logs stay off.
+    """
+    _positive_int(epochs, "epochs")
+    if not getattr(model, "compiled", False):
+        raise ValueError("compile the model first, e.g. model.compile(optimizer='adam', loss=...)")
+    callbacks: list[keras.callbacks.Callback] = []
+    if validation is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=patience, restore_best_weights=True
+            )
+        )
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks.append(TqdmCallback(verbose=0, leave=False))
+    # shuffle=False: a tf.data pipeline shuffles itself (see make_dataset).
+    hist = model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        verbose=0,
+        callbacks=callbacks,
+        shuffle=False,
+    )
+    frame = pd.DataFrame(hist.history)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="epoch")
+    return frame
+
+
+def score_pairs(
+    model: keras.Model,
+    users: np.ndarray,
+    items: np.ndarray,
+    *,
+    n_users: int | None = None,
+    n_items: int | None = None,
+    batch_size: int = 65_536,
+) -> np.ndarray:
+    """Model output for each (user, item) row, as a float32 array (batched, no progress bar)."""
+    n_users = n_users or _input_dim(model, "user_embedding")
+    n_items = n_items or _input_dim(model, "item_embedding")
+    users = check_ids(users, n_users, "users")
+    items = check_ids(items, n_items, "items")
+    if len(users) != len(items):
+        raise ValueError(f"users ({len(users)}) and items ({len(items)}) differ in length")
+    out = np.empty(len(users), dtype="float32")
+    for start in range(0, len(users), batch_size):
+        sl = slice(start, start + batch_size)
+        batch = {"user_id": tf.constant(users[sl]), "item_id": tf.constant(items[sl])}
+        out[sl] = np.asarray(model(batch, training=False)).reshape(-1)
+    return out
+
+
+def score_all(model: keras.Model, n_users: int, n_items: int) -> np.ndarray:
+    """(n_users, n_items) score matrix for ranking: one forward pass per block of users.
+
+    Works for a ``retrieval_model`` (user -> all logits) and for any (user_id, item_id) model.
+    """
+    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
+    if set(model.input) == {"user_id"}:
+        outs = [
+            np.asarray(model({"user_id": tf.range(s, min(s + 1024, n_users))}, training=False))
+            for s in range(0, n_users, 1024)
+        ]
+        scores = np.concatenate(outs)
+        if scores.shape != (n_users, n_items):
+            raise ValueError(f"model scores {scores.shape[1]} items, expected {n_items}")
+        return scores
+    users = np.repeat(np.arange(n_users, dtype="int32"), n_items)
+    items = np.tile(np.arange(n_items, dtype="int32"), n_users)
+    return score_pairs(model, users, items, n_users=n_users, n_items=n_items).reshape(
+        n_users, n_items
+    )
+
+
+def _input_dim(model: keras.Model, layer_name: str) -> int:
+    for layer in _all_layers(model):
+        if layer.name == layer_name and isinstance(layer, layers.Embedding):
+            return int(layer.input_dim)
+    raise ValueError(f"model {model.name!r} has no Embedding named {layer_name!r}")
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, ItemScores):
+            yield layer.item_embedding
+
+
+def embedding_tables(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    """The learned (user, item) embedding matrices of any model built here, as numpy arrays."""
+    found = {
+        layer.name: np.asarray(layer.embeddings)
+        for layer in _all_layers(model)
+        if layer.name in ("user_embedding", "item_embedding")
+    }
+    if len(found) != 2:
+        raise ValueError(f"model {model.name!r} lacks user/item embeddings (found {list(found)})")
+    return found["user_embedding"], found["item_embedding"]
+
+
+def tabular_features(
+    frame: pd.DataFrame, id_col: str, *, max_categories: int = 50, exclude: Sequence[str] = ()
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Turn a users/items table into a float32 matrix with one row per id (row k = id k).
+
+    Numeric columns are standardised (0/1 flags kept; missing -> column mean, plus a 0/1
+    "missing" column when any is missing); columns with at most ``max_categories`` distinct
+    values are one-hot encoded. Returns ``(matrix, feature_names, skipped_columns)`` so a
+    notebook can show what was left out (free text, high-cardinality codes) instead of dropping
+    it silently.
+    """
+    if id_col not in frame:
+        raise KeyError(f"id column {id_col!r} not in columns {list(frame.columns)}")
+    ids = frame[id_col].to_numpy()
+    if not np.array_equal(np.sort(ids), np.arange(len(frame))):
+        raise ValueError(f"{id_col} must be the contiguous ids 0..{len(frame) - 1}")
+    frame = frame.set_index(id_col).sort_index()
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    skipped: list[str] = []
+    for col in frame.columns:
+        if col in exclude or col.startswith("raw_"):
+            skipped.append(col)
+            continue
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s):
+            s = s.astype("float64")
+        if pd.api.types.is_numeric_dtype(s):
+            v = s.to_numpy(dtype="float64")
+            miss = np.isnan(v)
+            if set(np.unique(v[~miss])) <= {0.0, 1.0}:  # already a 0/1 flag: keep as is
+                blocks.append(np.where(miss, 0.0, v)[:, None])
+            else:
+                mean = np.nanmean(v) if (~miss).any() else 0.0
+                sd = np.nanstd(v) if (~miss).any() else 1.0
+                blocks.append(((np.where(miss, mean, v) - mean) / (sd or 1.0))[:, None])
+            names.append(col)
+            if miss.any():
+                blocks.append(miss.astype("float64")[:, None])
+                names.append(f"{col}_missing")
+        elif s.nunique(dropna=True) <= max_categories:
+            dummies = pd.get_dummies(s.astype("string"), prefix=col, dummy_na=s.isna().any())
+            blocks.append(dummies.to_numpy(dtype="float64"))
+            names.extend(map(str, dummies.columns))
+        else:
+            skipped.append(col)
+    if not blocks:
+        raise ValueError(f"no usable feature columns in {list(frame.columns)}")
+    return np.hstack(blocks).astype("float32"), names, skipped

@@ -1,0 +1,191 @@
+"""Unit tests of recbook.models_tf: shapes, learning a tiny dataset, clear errors on bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import recbook  # noqa: F401  (quiets TensorFlow before it is imported)
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from recbook import models_tf as M  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+
+
+def _tiled(features, labels, times=30):
+    """The same tiny dataset ``times`` over, one batch per copy: many steps per Keras epoch
+    (an epoch costs far more than a step, so this keeps the tests fast)."""
+    n = len(labels)
+    tiled = {
+        k: np.tile(np.asarray(v), (times,) + (1,) * (np.ndim(v) - 1)) for k, v in features.items()
+    }
+    return M.make_dataset(tiled, np.tile(labels, times), batch_size=n)
+
+
+def _ids(users, items):
+    return {"user_id": tf.constant(users, dtype="int32"), "item_id": tf.constant(items, "int32")}
+
+
+def test_shapes_of_every_model():
+    batch = _ids([0, 1, 4], [2, 3, 0])
+    assert M.dot_product_model(5, 4, 3)(batch).shape == (3,)
+    assert M.retrieval_model(5, 4, 3)({"user_id": batch["user_id"]}).shape == (3, 4)
+    x = tf.ones((3, 6))
+    out = M.per_user_sigmoid_model(5, 6)({"user_id": batch["user_id"], "item_features": x})
+    assert out.shape == (3,)
+    assert np.all((np.asarray(out) > 0) & (np.asarray(out) < 1))
+    mlp = M.mlp_click_model(5, 4, 3, user_features=np.ones((5, 2)), item_features=np.eye(4))
+    assert mlp(batch).shape == (3,)
+    u, v = M.embedding_tables(mlp)
+    assert u.shape == (5, 3) and v.shape == (4, 3)
+
+
+def test_dot_product_model_is_the_dot_product_plus_biases():
+    model = M.dot_product_model(3, 2, 4, global_mean=3.5)
+    model.get_layer("user_bias").set_weights([np.array([[0.5], [0.0], [-1.0]], "float32")])
+    model.get_layer("item_bias").set_weights([np.array([[0.25], [0.0]], "float32")])
+    p, q = M.embedding_tables(model)
+    got = M.score_pairs(model, np.array([0, 2]), np.array([0, 1]))
+    want = [p[0] @ q[0] + 0.5 + 0.25 + 3.5, p[2] @ q[1] - 1.0 + 3.5]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert M.score_all(model, 3, 2).shape == (3, 2)
+
+
+def test_dot_product_model_fits_a_tiny_rating_matrix():
+    rng = np.random.default_rng(0)
+    users, items = np.repeat(np.arange(4), 3), np.tile(np.arange(3), 4)
+    y = rng.integers(1, 6, size=12).astype("float32")
+    model = M.dot_product_model(4, 3, 4, global_mean=float(y.mean()), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    history = M.fit(
+        model, _tiled({"user_id": users, "item_id": items}, y), epochs=10, progress=False
+    )
+    assert history["loss"].iloc[-1] < 1e-3 < history["loss"].iloc[0]
+
+
+def test_retrieval_model_learns_each_users_item():
+    favourite = np.array([3, 0, 2, 1, 3])
+    model = M.retrieval_model(5, 4, 4, seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = M.fit(model, _tiled({"user_id": np.arange(5)}, favourite), epochs=7, progress=False)
+    assert history["loss"].iloc[-1] < 0.05
+    np.testing.assert_array_equal(M.score_all(model, 5, 4).argmax(axis=1), favourite)
+
+
+def test_per_user_sigmoid_separates_each_users_clicks():
+    x = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], "float32")
+    users = np.array([0, 0, 1, 1])
+    clicks = np.array([1, 0, 0, 1], "float32")  # user 0 likes feature 0, user 1 feature 1
+    model = M.per_user_sigmoid_model(2, 2, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+    ds = _tiled({"user_id": users, "item_features": x}, clicks)
+    history = M.fit(model, ds, epochs=10, progress=False)
+    assert history["loss"].iloc[-1] < 0.05
+    pred = np.asarray(model({"user_id": tf.constant(users), "item_features": tf.constant(x)}))
+    np.testing.assert_array_equal(pred > 0.5, clicks.astype(bool))
+
+
+def test_mlp_click_model_learns_an_interaction_a_sum_cannot():
+    # click iff user parity == item parity: an XOR, not a sum of a user and an item effect
+    users, items = np.repeat(np.arange(4), 4), np.tile(np.arange(4), 4)
+    clicks = (users % 2 == items % 2).astype("float32")
+    model = M.mlp_click_model(4, 4, 4, hidden=(16,), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    history = M.fit(
+        model, _tiled({"user_id": users, "item_id": items}, clicks), epochs=10, progress=False
+    )
+    assert history["loss"].iloc[-1] < 0.05
+    np.testing.assert_array_equal(M.score_pairs(model, users, items) > 0.5, clicks > 0.5)
+
+
+def test_fit_stops_early_and_restores_the_best_weights():
+    users, items = np.repeat(np.arange(6), 6), np.tile(np.arange(6), 6)
+    y = np.random.default_rng(1).normal(size=36).astype("float32")  # pure noise: overfits
+    model = M.dot_product_model(6, 6, 8, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    train = M.make_dataset({"user_id": users[:24], "item_id": items[:24]}, y[:24], batch_size=8)
+    val = M.make_dataset({"user_id": users[24:], "item_id": items[24:]}, y[24:], batch_size=12)
+    history = M.fit(model, train, val, epochs=200, patience=3, progress=False)
+    assert len(history) < 200
+    best = history["val_loss"].min()
+    assert model.evaluate(val, verbose=0) == pytest.approx(best, rel=1e-4)
+
+
+def test_make_dataset_batches_named_inputs():
+    inputs = {"user_id": np.arange(5), "item_id": np.arange(5)}
+    ds = M.make_dataset(inputs, np.ones(5), batch_size=2)
+    batches = list(ds)
+    assert len(batches) == 3
+    features, labels = batches[0]
+    assert set(features) == {"user_id", "item_id"} and labels.shape == (2,)
+
+
+def test_tabular_features_encodes_and_reports_what_it_skips():
+    frame = pd.DataFrame(
+        {
+            "item_id": [2, 0, 1],
+            "category": ["a", "b", "a"],
+            "price": [1.0, 2.0, np.nan],
+            "is_new": [0, 1, 0],
+            "title": ["x", "y", "z"],
+            "raw_item_id": [10, 11, 12],
+        }
+    )
+    x, names, skipped = M.tabular_features(frame, "item_id", max_categories=2)
+    assert x.shape == (3, len(names)) and x.dtype == np.float32
+    assert {"category_a", "category_b", "price", "price_missing", "is_new"} <= set(names)
+    assert skipped == ["title", "raw_item_id"]
+    # rows follow the id: id 0 is the second input row (category "b", price 2.0)
+    assert x[0, names.index("category_b")] == 1.0
+    assert x[1, names.index("price_missing")] == 1.0  # id 1 has no price
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: M.dot_product_model(0, 3),
+        lambda: M.dot_product_model(3, 3, dim=-1),
+        lambda: M.retrieval_model(3, None),
+        lambda: M.per_user_sigmoid_model(3, 0),
+        lambda: M.mlp_click_model(3, 3, hidden=()),
+        lambda: M.mlp_click_model(3, 3, item_features=np.ones((2, 2))),
+        lambda: M.dot_product_model(3, 3, l2=-1.0),
+    ],
+)
+def test_bad_model_arguments_raise_value_error(build):
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_bad_ids_and_data_give_clear_errors():
+    model = M.dot_product_model(3, 3, 2)
+    with pytest.raises(ValueError, match=r"items must lie in 0\.\.2"):
+        M.score_pairs(model, np.array([0]), np.array([3]))
+    with pytest.raises(ValueError, match="integer ids"):
+        M.check_ids(np.array([0.5]), 3, "users")
+    with pytest.raises(ValueError, match="different lengths"):
+        M.make_dataset({"user_id": np.arange(3)}, np.ones(2))
+    with pytest.raises(ValueError, match="compile the model first"):
+        M.fit(model, M.make_dataset({"user_id": np.arange(3), "item_id": np.arange(3)}, np.ones(3)))
+    with pytest.raises(KeyError, match="item_id"):
+        M.tabular_features(pd.DataFrame({"x": [1]}), "item_id")
+    with pytest.raises(ValueError, match="contiguous"):
+        M.tabular_features(pd.DataFrame({"item_id": [0, 2], "x": [1, 2]}), "item_id")
+
+
+def test_tf_device_names_a_device_and_rejects_unknown_names(monkeypatch):
+    monkeypatch.delenv("RECBOOK_DEVICE", raising=False)
+    assert M.tf_device("auto") in ("/CPU:0", "/GPU:0")
+    with pytest.raises(ValueError, match="unknown device"):
+        M.tf_device("tpu9")
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(RuntimeError, match="sees no GPU"):
+            M.tf_device("cuda")
