@@ -1,0 +1,207 @@
+"""Tests of recbook.federated on a tiny synthetic rating problem (seconds, no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbook import federated as fl
+from recbook.models_torch import BiasedMF
+
+N_USERS, N_ITEMS, DIM = 12, 9, 3
+
+
+def _ratings(seed: int = 0, per_user: int = 6) -> pd.DataFrame:
+    """Ratings with structure a model can learn: user bias + item bias + noise, clipped 1..5."""
+    rng = np.random.default_rng(seed)
+    bu, bi = rng.normal(0, 1, N_USERS), rng.normal(0, 1, N_ITEMS)
+    rows = [
+        (u, int(i), float(np.clip(np.rint(3 + bu[u] + bi[i] + rng.normal(0, 0.3)), 1, 5)))
+        for u in range(N_USERS)
+        for i in rng.choice(N_ITEMS, per_user, replace=False)
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
+
+
+def _split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    test_mask = df.groupby("user_id").cumcount() == 0
+    return df[~test_mask].reset_index(drop=True), df[test_mask].reset_index(drop=True)
+
+
+def _model_fn():
+    return BiasedMF(N_USERS, N_ITEMS, DIM, global_mean=3.0, init_std=0.3)
+
+
+@pytest.fixture()
+def clients() -> list[fl.Client]:
+    train, test = _split(_ratings())
+    groups = {"a": np.arange(0, 5), "b": np.arange(5, 9), "c": np.arange(9, 12)}
+    return fl.make_clients(train, test, groups)
+
+
+def test_one_client_full_batch_equals_centralised_gradient_descent(clients):
+    """FedAvg with one client, E=1 and B=inf is exactly one full-batch GD step per round."""
+    everyone = fl.pooled(clients)
+    cfg = fl.FedAvgConfig(rounds=3, local_epochs=1, batch_size=None, lr=0.3)
+    fed = fl.fedavg(fl.init_model(_model_fn, 0), [everyone], cfg, progress=False).model
+
+    central = fl.init_model(_model_fn, 0)
+    opt = torch.optim.SGD([p for p in central.parameters() if p.requires_grad], lr=0.3)
+    u, i, r = everyone.train
+    for _ in range(3):
+        opt.zero_grad()
+        torch.mean((central(u, i) - r) ** 2).backward()
+        opt.step()
+    for (name, a), b in zip(fed.state_dict().items(), central.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_aggregate_is_example_weighted_mean_of_client_models(clients):
+    """One round with every client: the shared tensors are the n_k-weighted mean of the
+    models each client would produce alone from the same start."""
+    cfg = fl.FedAvgConfig(rounds=1, local_epochs=2, batch_size=4, lr=0.2, seed=3)
+    result = fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False)
+    alone, weights = [], []
+    for c in clients:
+        m = fl.init_model(_model_fn, 0)
+        n = fl.local_update(
+            m, c.train, epochs=2, batch_size=4, lr=0.2, seed=fl._round_seed(3, 1, c.client_id)
+        )
+        alone.append(fl.shared_state(m))
+        weights.append(n)
+    w = np.asarray(weights, dtype=float) / sum(weights)
+    got = fl.shared_state(result.model)
+    for name in ("item_factors.weight", "item_bias.weight"):
+        expect = sum(wk * s[name] for wk, s in zip(w, alone))
+        torch.testing.assert_close(got[name], expect, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(alone[0]["item_bias.weight"], alone[1]["item_bias.weight"])
+
+
+def test_user_rows_stay_with_their_client_and_are_never_sent(clients):
+    cfg = fl.FedAvgConfig(rounds=1, client_fraction=1 / 3, batch_size=4, lr=0.2, seed=1)
+    start = fl.init_model(_model_fn, 0)
+    before = start.user_factors.weight.detach().clone()
+    result = fl.fedavg(start, clients, cfg, progress=False)
+    assert result.history.loc[1, "reported"] == 1
+    after = result.model.user_factors.weight.detach()
+    moved = torch.nonzero((after - before).abs().sum(1) > 0).flatten().numpy()
+    owners = [c for c in clients if np.isin(moved, c.users).all()]
+    assert len(moved) > 0 and len(owners) == 1  # only the one sampled client's users changed
+    sent = fl.shared_state(result.model)
+    assert not any(name.startswith("user_") for name in sent)
+    assert result.history.loc[1, "bytes_up"] == fl.payload_bytes(
+        {n: t for n, t in sent.items() if n != "global_mean"}
+    )
+
+
+def test_all_clients_dropping_out_raises_or_skips_explicitly(clients):
+    cfg = fl.FedAvgConfig(rounds=2, dropout=0.999999, seed=0)
+    expected = r"none of the 3 sampled clients reported \(3 dropped out, 0 timed out\)"
+    with pytest.raises(fl.EmptyRoundError, match=expected):
+        fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False)
+    skip = fl.FedAvgConfig(rounds=2, dropout=0.999999, on_empty_round="skip", seed=0)
+    start = fl.init_model(_model_fn, 0)
+    before = fl.shared_state(start)
+    result = fl.fedavg(start, clients, skip, progress=False)
+    assert result.history["skipped"].all() and (result.history["reported"] == 0).all()
+    for name, t in fl.shared_state(result.model).items():
+        torch.testing.assert_close(t, before[name])
+
+
+def test_stragglers_and_dropout_are_counted(clients):
+    cfg = fl.FedAvgConfig(rounds=4, straggler_fraction=1.0, straggler_work=0.5, batch_size=2)
+    h = fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False).history
+    full = sum(c.n_train for c in clients)
+    assert (h["partial"] == 3).all() and (h["examples"] < full).all()
+    drop = fl.FedAvgConfig(rounds=4, straggler_fraction=1.0, straggler_policy="drop",
+                           on_empty_round="skip")  # fmt: skip
+    h = fl.fedavg(fl.init_model(_model_fn, 0), clients, drop, progress=False).history
+    assert (h["timed_out"] == 3).all() and h["skipped"].all()
+
+
+def test_fedavg_learns_on_the_toy_problem(clients):
+    cfg = fl.FedAvgConfig(rounds=15, batch_size=4, lr=0.2)
+    result = fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False)
+    assert result.history["rmse"].iloc[-1] < result.history["rmse"].iloc[0]
+    assert result.rounds_to(result.history["rmse"].min()) is not None
+
+
+def test_clip_update_bounds_the_norm():
+    delta = {"a": torch.full((4,), 3.0), "b": torch.full((2, 2), 4.0)}
+    clipped, norm = fl.clip_update(delta, 1.0)
+    assert norm == pytest.approx(math.sqrt(4 * 9 + 4 * 16))
+    total = math.sqrt(sum(float((t**2).sum()) for t in clipped.values()))
+    assert total == pytest.approx(1.0, rel=1e-6)
+    same, _ = fl.clip_update(delta, 100.0)
+    torch.testing.assert_close(same["a"], delta["a"])
+
+
+def test_dp_epsilon_accountant_behaves():
+    e1 = fl.dp_epsilon(1.0, 0.1, 20, 1e-5)
+    assert 0 < e1 < math.inf
+    assert fl.dp_epsilon(2.0, 0.1, 20, 1e-5) < e1  # more noise, less loss of privacy
+    assert fl.dp_epsilon(1.0, 0.1, 40, 1e-5) > e1  # more rounds, more loss
+    assert fl.dp_epsilon(0.0, 0.1, 20, 1e-5) == math.inf
+    z = fl.noise_for_epsilon(e1, 0.1, 20, 1e-5)
+    assert z == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ValueError, match="sample_rate"):
+        fl.dp_epsilon(1.0, 1.5, 20, 1e-5)
+
+
+def test_dp_fedavg_reports_epsilon_and_clips(clients):
+    dp = fl.DPConfig(clip_norm=0.01, noise_multiplier=0.5, delta=1e-3)
+    cfg = fl.FedAvgConfig(rounds=3, client_fraction=0.9, batch_size=4, lr=0.2, dp=dp)
+    result = fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False)
+    assert result.epsilon == pytest.approx(fl.dp_epsilon(0.5, 0.9, 3, 1e-3))
+    assert (result.history["median_update_norm"].dropna() > 0.01).all()  # clipping was active
+
+
+def test_secure_aggregation_masks_cancel_only_in_the_sum():
+    rng = np.random.default_rng(0)
+    updates = [rng.normal(size=50) for _ in range(4)]
+    masked = fl.masked_updates(updates, seed=7)
+    np.testing.assert_allclose(fl.unmask_sum(masked), np.sum(updates, 0), atol=4 * 2**-16)
+    # a single masked vector tells nothing: it does not decode to that client's update
+    alone = masked[0].astype(np.int32) / 2**16
+    assert np.abs(alone - updates[0]).mean() > 1000
+    with pytest.raises(ValueError, match="same shape"):
+        fl.masked_updates([np.zeros(3), np.zeros(4)])
+
+
+def test_partitions_and_errors():
+    users = pd.DataFrame({"user_id": np.arange(10), "region": list("aabbbccccc")})
+    by_region = fl.groups_by_column(users, "region")
+    assert [len(v) for v in by_region.values()] == [2, 3, 5]
+    iid = fl.groups_random(users.user_id, 3, seed=0)
+    assert sorted(np.concatenate(list(iid.values())).tolist()) == list(range(10))
+    small = fl.groups_of_size(users, 2, within="region")
+    assert all(users.set_index("user_id").loc[v, "region"].nunique() == 1 for v in small.values())
+    with pytest.raises(KeyError, match="no column 'city'"):
+        fl.groups_by_column(users, "city")
+    train, test = _split(_ratings())
+    with pytest.raises(ValueError, match="belong to no client"):
+        fl.make_clients(train, test, {"a": np.arange(5)})
+    with pytest.raises(ValueError, match="in two groups"):
+        fl.make_clients(train, test, {"a": np.arange(7), "b": np.arange(6, 12)})
+    with pytest.raises(ValueError, match="client_fraction"):
+        fl.FedAvgConfig(client_fraction=0)
+
+
+def test_flower_apps_match_the_from_scratch_loop(clients):
+    """Flower's FedAvg strategy driving the ClientApp gives the same model as fedavg()."""
+    pytest.importorskip("flwr")
+    cfg = fl.FedAvgConfig(rounds=3, local_epochs=2, batch_size=4, lr=0.2, seed=5)
+    ours = fl.fedavg(fl.init_model(_model_fn, 5), clients, cfg, progress=False)
+    out: dict = {}
+    server = fl.make_server_app(_model_fn, len(clients), cfg, out)
+    client = fl.make_client_app(_model_fn, clients, seed=5)
+    assert fl.run_flower(server, client, len(clients), engine="inprocess").engine == "inprocess"
+    flower = fl.flower_history(out["result"])
+    np.testing.assert_allclose(flower["rmse"], ours.history["rmse"], rtol=1e-5)
+    final = fl.arrays_to_state(out["result"].arrays)
+    for name, t in fl.shared_state(ours.model).items():
+        torch.testing.assert_close(final[name], t, rtol=1e-5, atol=1e-6)
