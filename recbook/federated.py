@@ -348,21 +348,16 @@ class DPConfig:
 
 
 def dp_epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: float) -> float:
-    """epsilon of ``rounds`` Poisson-subsampled Gaussian mechanisms (RDP accountant of
-    Google's ``dp-accounting``). ``inf`` without noise."""
+    """epsilon of DP-FedAvg: ``rounds`` Poisson-subsampled Gaussian mechanisms at the client
+    level — the same mechanism as DP-SGD, so the same accountant
+    (:func:`recbook.privacy.epsilon_dp_accounting`, RDP). ``inf`` without noise."""
     if noise_multiplier <= 0:
         return math.inf
-    if not 0 < sample_rate <= 1 or rounds <= 0 or not 0 < delta < 1:
-        raise ValueError(
-            f"need 0 < sample_rate <= 1, rounds > 0, 0 < delta < 1; got {sample_rate}, "
-            f"{rounds}, {delta}"
-        )
-    from dp_accounting import dp_event, rdp
+    if not 0 < delta < 1:
+        raise ValueError(f"need 0 < delta < 1, got {delta}")
+    from recbook.privacy import epsilon_dp_accounting
 
-    event = dp_event.PoissonSampledDpEvent(sample_rate, dp_event.GaussianDpEvent(noise_multiplier))
-    accountant = rdp.RdpAccountant()
-    accountant.compose(event, rounds)
-    return float(accountant.get_epsilon(delta))
+    return epsilon_dp_accounting(noise_multiplier, sample_rate, rounds, delta, method="rdp")
 
 
 def noise_for_epsilon(epsilon: float, sample_rate: float, rounds: int, delta: float) -> float:
