@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-import tomllib
+import sys
 from pathlib import Path
 
 import jupytext
 import pytest
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
