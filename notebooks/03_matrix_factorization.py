@@ -76,6 +76,7 @@ runtime.seed_everything(SEED)
 threadpool_limits(THREADS)
 torch.set_num_threads(THREADS)
 dev = runtime.device(DEVICE)
+recbook.record("device", str(dev))
 print("torch device:", dev)
 
 # %% [markdown]

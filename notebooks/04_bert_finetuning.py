@@ -81,6 +81,7 @@ TOP_K = 10
 
 # %%
 dev = runtime.device(DEVICE)
+recbook.record("device", str(dev))
 runtime.seed_everything(SEED)
 plots.setup()
 accelerated = dev.type in ("cuda", "mps")

@@ -84,6 +84,7 @@ if 8.0 not in EPSILONS or 8.0 not in USER_LEVEL_EPSILONS:
 runtime.seed_everything(SEED)
 torch.set_num_threads(THREADS)
 dev = runtime.device(DEVICE)
+recbook.record("device", str(dev))
 print("torch device:", dev)
 
 # %% [markdown]
