@@ -1,5 +1,9 @@
 # recbook — two commands: `make lab` and `make test`.
 PYTHON ?= python3
+# extra pip options, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
+# extra JupyterLab options, e.g. LAB_ARGS="--no-browser --port 8899" (or --allow-root in a container)
+LAB_ARGS ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -11,12 +15,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q --no-compile $(PIP_ARGS) -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (recbook)" >/dev/null
 	@touch $(STAMP)
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lint: setup
 	$(VENV)/bin/ruff check recbook tests benchmarks data/make_fixtures.py notebooks/*.py
