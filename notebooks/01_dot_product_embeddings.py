@@ -28,8 +28,7 @@
 # * how to evaluate top-k recommendations honestly (seen items removed, a popularity baseline,
 #   HR@10 / NDCG@10 / recall@10 from `recbook.metrics`).
 #
-# **Run time.** About 40 s on 2 CPU cores (measured on a 2-core machine shared with other
-# jobs); TensorFlow uses a GPU by itself when one is visible — not measured here.
+# **Run time.** About 45 s on 2 idle CPU cores (43 s measured with `python -m recbook run`); TensorFlow uses a GPU by itself when one is visible — not measured here.
 # Change `DATASET` to `"movielens-100k"` to run the same code on public data.
 
 # %%

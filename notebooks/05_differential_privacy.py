@@ -38,8 +38,8 @@
 #    "one example" means when a user has many ratings (group privacy, one example per user);
 # 5. why removing names or hashing user ids is not anonymisation (quasi-identifiers on the shop).
 #
-# **Run time.** About 35 s on a 2-core CPU at the defaults (measured under nbval; up to 80 s on a
-# shared, busy machine) — most of it in the DP-SGD runs and in importing torch and Opacus. A GPU
+# **Run time.** About 20 s on 2 idle CPU cores at the defaults (19 s measured with
+# `python -m recbook run`; up to 80 s on a shared, busy machine) — most of it in the DP-SGD runs and in importing torch and Opacus. A GPU
 # does not make it faster, the models are too small to gain from one, but every tensor goes to
 # `runtime.device(DEVICE)`.
 
