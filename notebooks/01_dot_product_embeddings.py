@@ -60,15 +60,8 @@ BATCH_SIZE = 512
 TOP_K = 10
 
 # %%
-runtime.seed_everything(SEED)
-TF_DEVICE = M.tf_device(DEVICE)
-tf.get_logger().setLevel("ERROR")  # no retracing notices in the outputs
-plots.setup()
+TF_DEVICE = M.start_notebook(DEVICE, SEED)  # seed, device, versions, record("device")
 T_START = time.perf_counter()
-print("TensorFlow", tf.__version__, "| Keras", keras.__version__)
-print("visible devices:", [d.device_type for d in tf.config.list_physical_devices()])
-print("TensorFlow computes on", TF_DEVICE)
-recbook.record("device", TF_DEVICE.strip("/").split(":")[0].lower())  # "cpu" or "gpu"
 
 # %% [markdown]
 # ## What the articles say

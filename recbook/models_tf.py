@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from recbook.runtime import import_tensorflow
+from recbook.runtime import import_tensorflow, record, seed_everything
 
 tf = import_tensorflow()  # before keras: keeps TensorFlow's C++ start-up lines out of outputs
 
@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 __all__ = [
+    "start_notebook",
     "ItemScores",
     "check_ids",
     "dot_product_model",
@@ -68,6 +69,23 @@ def tf_device(preferred: str = "auto") -> str:
             f"(devices: {tf.config.list_physical_devices()}); use DEVICE='auto' or 'cpu'"
         )
     return "/GPU:0" if gpus else "/CPU:0"
+
+
+def start_notebook(device: str = "auto", seed: int = 0) -> str:
+    """The set-up every Keras notebook starts with: seed, pick the device (:func:`tf_device`),
+    silence retracing notices, small plots, print the versions and devices, and record the
+    device for the runner. Returns the TensorFlow device string."""
+    from recbook import plots
+
+    seed_everything(seed)
+    chosen = tf_device(device)
+    tf.get_logger().setLevel("ERROR")  # no retracing notices in the outputs
+    plots.setup()
+    print("TensorFlow", tf.__version__, "| Keras", keras.__version__)
+    print("visible devices:", [d.device_type for d in tf.config.list_physical_devices()])
+    print("TensorFlow computes on", chosen)
+    record("device", chosen.strip("/").split(":")[0].lower())  # "cpu" or "gpu"
+    return chosen
 
 
 def _positive_int(value: int, name: str) -> int:

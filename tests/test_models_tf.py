@@ -189,3 +189,12 @@ def test_tf_device_names_a_device_and_rejects_unknown_names(monkeypatch):
     if not tf.config.list_physical_devices("GPU"):
         with pytest.raises(RuntimeError, match="sees no GPU"):
             M.tf_device("cuda")
+
+
+def test_start_notebook_seeds_and_records_the_device(monkeypatch, capsys):
+    from recbook import runtime
+
+    monkeypatch.setenv("RECBOOK_DEVICE", "cpu")
+    assert M.start_notebook("auto", seed=3) == "/CPU:0"
+    assert runtime.recorded()["device"] == "cpu"
+    assert "TensorFlow computes on /CPU:0" in capsys.readouterr().out
