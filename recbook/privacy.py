@@ -1,12 +1,12 @@
-"""Privacy for recommenders: the article's "DP" loss, real DP-SGD (Opacus), ε accounting,
-a membership-inference audit and quasi-identifier checks (notebook 05).
+"""Privacy for recommenders: the article's "DP" loss, ε accounting, a membership-inference
+audit and quasi-identifier checks (notebook 05).
 
 Why each piece is here:
 
 * :func:`article_dp_loss` is the loss of "search + recommendation fusion" §4.3, kept so the
   notebook can show by running it that it is a deterministic re-weighting, not a DP mechanism.
-* :func:`make_private` wraps Opacus (per-example clipping, Gaussian noise, Poisson sampling,
-  ghost clipping) and validates the budget; :func:`accountant_crosscheck` recomputes ε with
+* :func:`check_budget` / :func:`noise_multiplier_for` validate and calibrate (ε, δ) for DP-SGD
+  (which lives in :mod:`recbook.dp_sgd`); :func:`accountant_crosscheck` recomputes ε with
   Google's ``dp-accounting`` so the number Opacus prints is checked by a second implementation.
 * :func:`loss_threshold_attack` is the membership-inference test of Yeom et al. (2018): what an
   attacker learns from a model's per-example losses, on a balanced member / non-member sample.
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from recbook import metrics
 
@@ -101,7 +100,7 @@ def check_budget(epsilon: float, delta: float, n: int) -> None:
     if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(
             f"epsilon must be a finite number > 0, got {epsilon!r}; "
-            "for a non-private model train without make_private"
+            "for a non-private model train without dp_sgd.make_private"
         )
     if not isinstance(delta, (int, float)) or not 0 < delta < 1 / n:
         raise ValueError(
@@ -248,173 +247,6 @@ def max_attack_auc(epsilon: float, delta: float = 0.0) -> float:
         ]
     )
     return float(np.trapezoid(np.clip(tpr, 0.0, 1.0), fpr))
-
-
-# ---------------------------------------------------------------------------------------------
-# DP-SGD with Opacus
-# ---------------------------------------------------------------------------------------------
-
-
-class _BatchTensorDataset(TensorDataset):
-    """A ``TensorDataset`` whose batches are one tensor index (``__getitems__``), not one
-    Python call per row — Opacus's Poisson loader then costs about what ``TensorBatches`` does."""
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[idx] for t in self.tensors)
-
-
-def _keep_batch(batch):
-    return batch
-
-
-def tensor_loader(
-    *tensors: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True
-) -> DataLoader:
-    """A fast ``DataLoader`` over tensors that :func:`make_private` can turn into Opacus's
-    Poisson-sampling loader (expected batch size ``batch_size``)."""
-    if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
-        raise ValueError("tensor_loader needs tensors of one common, non-zero length")
-    if len(tensors[0]) == 0:
-        raise ValueError("tensor_loader got empty tensors: nothing to train on")
-    if batch_size <= 0 or batch_size > len(tensors[0]):
-        raise ValueError(f"batch_size must be in 1..{len(tensors[0])}, got {batch_size}")
-    return DataLoader(
-        _BatchTensorDataset(*tensors),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=_keep_batch,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def _one_row_embedding_norms(layer: nn.Embedding, activations, backprops):
-    """Per-example gradient norm of an ``nn.Embedding`` when each example looks up one row:
-    the gradient is the backprop vector placed in that row, so its norm is the vector's norm.
-    Any other input shape goes to Opacus's general (sort-based) norm sampler."""
-    from opacus.grad_sample.embedding_norm_sample import compute_embedding_norm_sample
-
-    ids = activations[0]
-    if ids.numel() == ids.shape[0] and backprops.numel() == ids.shape[0] * layer.embedding_dim:
-        return {layer.weight: backprops.reshape(ids.shape[0], -1).norm(2, dim=1)}
-    return compute_embedding_norm_sample(layer, activations, backprops)
-
-
-def _register_fast_embedding_norms() -> None:
-    from opacus.grad_sample.utils import register_norm_sampler
-
-    register_norm_sampler(nn.Embedding)(_one_row_embedding_norms)
-
-
-@dataclass
-class DPTraining:
-    """What :func:`make_private` returns: train ``module`` with ``optimizer``, ``criterion`` and
-    ``loader`` (e.g. through ``recbook.training.fit``), then read the spent ε."""
-
-    module: nn.Module
-    optimizer: torch.optim.Optimizer
-    criterion: nn.Module
-    loader: DataLoader
-    engine: object
-    target_epsilon: float
-    delta: float
-    noise_multiplier: float
-    sample_rate: float
-    max_grad_norm: float
-    accountant: str
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps taken so far (from the accountant's history)."""
-        return int(sum(s for _, _, s in self.engine.accountant.history))
-
-    def epsilon(self) -> float:
-        """ε spent so far, by the accountant Opacus was set up with."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-            return float(self.engine.get_epsilon(self.delta))
-
-    def crosscheck(self) -> pd.DataFrame:
-        """:func:`accountant_crosscheck` for the steps taken so far."""
-        return accountant_crosscheck(
-            self.noise_multiplier, self.sample_rate, self.steps, self.delta
-        )
-
-
-def make_private(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
-    criterion: nn.Module,
-    *,
-    target_epsilon: float,
-    delta: float,
-    epochs: int,
-    max_grad_norm: float,
-    accountant: str = "rdp",
-    seed: int = 0,
-) -> DPTraining:
-    """DP-SGD for ``model`` with Opacus, calibrated to spend (``target_epsilon``, ``delta``)
-    in ``epochs`` epochs.
-
-    Each step samples every example independently with probability ``batch_size / n``
-    (Poisson), clips each example's gradient to ``max_grad_norm`` (ghost clipping: norms without
-    materialising per-example gradients) and adds Gaussian noise of std
-    ``noise_multiplier * max_grad_norm``. The unit of privacy is one row of ``loader``'s dataset.
-    Batches are drawn with ``loader``'s generator (seeded by :func:`tensor_loader`); the noise
-    with a generator seeded from ``seed`` on the model's device, so move the model to its device
-    (``model.to(dev)``) before calling this.
-    """
-    from opacus import PrivacyEngine
-
-    if accountant not in ACCOUNTANTS:
-        raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
-    if not isinstance(loader, DataLoader):
-        raise TypeError("make_private needs a torch DataLoader; build one with tensor_loader()")
-    n = len(loader.dataset)
-    check_budget(target_epsilon, delta, n)
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not math.isfinite(max_grad_norm) or max_grad_norm <= 0:
-        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters: nothing to make private")
-    device = params[0].device  # the noise is drawn where the parameters live
-    _register_fast_embedding_norms()
-    # Ghost clipping's two backward passes trip a harmless torch notice on every model whose
-    # inputs are ids (nothing upstream needs a gradient); silence only that message.
-    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=accountant)
-        module, dp_optimizer, dp_criterion, dp_loader = engine.make_private_with_epsilon(
-            module=model,
-            optimizer=optimizer,
-            criterion=criterion,
-            data_loader=loader,
-            target_epsilon=float(target_epsilon),
-            target_delta=float(delta),
-            epochs=int(epochs),
-            max_grad_norm=float(max_grad_norm),
-            poisson_sampling=True,
-            grad_sample_mode="ghost",
-            noise_generator=torch.Generator(device=device).manual_seed(seed + 1),
-        )
-    return DPTraining(
-        module=module,
-        optimizer=dp_optimizer,
-        criterion=dp_criterion,
-        loader=dp_loader,
-        engine=engine,
-        target_epsilon=float(target_epsilon),
-        delta=float(delta),
-        noise_multiplier=float(dp_optimizer.noise_multiplier),
-        sample_rate=float(dp_loader.sample_rate),
-        max_grad_norm=float(max_grad_norm),
-        accountant=accountant,
-    )
 
 
 # ---------------------------------------------------------------------------------------------

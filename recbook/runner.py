@@ -110,11 +110,32 @@ def resolve_notebooks(names: list[str] | None, notebook_dir: Path | None = None)
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Names and default values of the cell tagged ``parameters`` (via papermill)."""
-    import papermill
+    """Names and default values assigned in the cell tagged ``parameters``.
 
-    found = papermill.inspect_notebook(str(path))
-    return {name: parse_value(info["default"]) for name, info in found.items()}
+    Read with ``ast``, not papermill's line-based inference, which skips any line with a second
+    ``=`` (``DEVICE = "auto"  # auto = cuda > cpu``) and so hid such parameters from ``-p``."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        return {}
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise RunnerError(f"{path.name}: the parameters cell is not valid Python: {err}") from err
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target = node.target
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            found[target.id] = parse_value(ast.get_source_segment(source, node.value) or "")
+    return found
 
 
 def _type_mismatch(default: Any, value: Any) -> bool:

@@ -140,3 +140,35 @@ def fit(
         best_epoch=best_epoch,
         seconds=time.perf_counter() - start,
     )
+
+
+def compare_timings(
+    runs: dict[str, Callable[[], History]], *, reference: str, repeats: int = 5
+) -> pd.DataFrame:
+    """Time several training runs against one ``reference`` run.
+
+    Each callable trains from scratch and returns its :class:`History`; its ``seconds`` (the
+    training loop only, not the set-up) is the time. Runs are interleaved ``repeats`` times after
+    one untimed warm-up round, so drift on a busy machine hits all of them alike, and the median
+    is reported with its ratio to the reference's median.
+    """
+    if reference not in runs:
+        raise ValueError(f"reference {reference!r} is not one of the runs {list(runs)}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for run in runs.values():  # warm-up: first-call costs (allocations, lazy imports)
+        run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            seconds[name].append(run().seconds)
+    frame = pd.DataFrame(
+        {
+            "median s": {k: float(pd.Series(v).median()) for k, v in seconds.items()},
+            "min s": {k: min(v) for k, v in seconds.items()},
+            "max s": {k: max(v) for k, v in seconds.items()},
+        }
+    )
+    frame["ratio"] = frame["median s"] / frame.loc[reference, "median s"]
+    frame.index.name = "run"
+    return frame

@@ -1,5 +1,5 @@
-"""Tests of recbook.privacy: the article's loss, budget checks, accounting, DP-SGD via Opacus,
-the membership-inference audit and the de-identification helpers."""
+"""Tests of recbook.privacy: the article's loss, budget checks, accounting, the
+membership-inference audit and the de-identification helpers (DP-SGD: test_dp_sgd.py)."""
 
 from __future__ import annotations
 
@@ -133,123 +133,6 @@ def test_max_attack_auc_bound():
     assert privacy.max_attack_auc(float("inf")) == 1.0
 
 
-# --- DP-SGD with Opacus ----------------------------------------------------------------------
-
-
-def _tiny_ratings(n=2000, n_users=40, n_items=30, seed=0):
-    rng = np.random.default_rng(seed)
-    u = rng.integers(0, n_users, n)
-    i = rng.integers(0, n_items, n)
-    bias_u, bias_i = rng.normal(0, 0.7, n_users), rng.normal(0, 0.7, n_items)
-    r = np.clip(3.5 + bias_u[u] + bias_i[i] + rng.normal(0, 0.5, n), 1, 5)
-    return pd.DataFrame({"user_id": u, "item_id": i, "rating": r})
-
-
-def _tensors(df):
-    return (
-        torch.tensor(df["user_id"].to_numpy()),
-        torch.tensor(df["item_id"].to_numpy()),
-        torch.tensor(df["rating"].to_numpy(), dtype=torch.float32),
-    )
-
-
-def _dp_setup(df, eps=4.0, epochs=3, delta=None, batch_size=200):
-    torch.manual_seed(0)
-    model = BiasedMF(40, 30, dim=4, global_mean=3.5)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.02)
-    loader = privacy.tensor_loader(*_tensors(df), batch_size=batch_size, seed=0)
-    delta = privacy.default_delta(len(df)) if delta is None else delta
-    return privacy.make_private(
-        model,
-        opt,
-        loader,
-        nn.MSELoss(),
-        target_epsilon=eps,
-        delta=delta,
-        epochs=epochs,
-        max_grad_norm=1.0,
-    )
-
-
-def test_make_private_trains_and_spends_the_target_epsilon():
-    df = _tiny_ratings()
-    dp = _dp_setup(df, eps=4.0, epochs=3)
-    assert dp.sample_rate == pytest.approx(200 / 2000)
-    hist = training.fit(
-        dp.module, dp.loader, dp.criterion, optimizer=dp.optimizer, epochs=3, progress=False
-    )
-    assert dp.steps == 3 * len(dp.loader) == 30
-    assert 0.95 * 4.0 <= dp.epsilon() <= 4.0 * 1.001
-    independent = privacy.epsilon_dp_accounting(
-        dp.noise_multiplier, dp.sample_rate, dp.steps, dp.delta, "rdp"
-    )
-    assert independent == pytest.approx(dp.epsilon(), rel=0.05)
-    assert hist.frame["train_loss"].iloc[-1] < hist.frame["train_loss"].iloc[0]
-
-
-def test_more_privacy_means_more_noise():
-    df = _tiny_ratings()
-    sigmas = [_dp_setup(df, eps=e).noise_multiplier for e in (0.5, 2.0, 8.0)]
-    assert sigmas[0] > sigmas[1] > sigmas[2] > 0
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"eps": 0.0}, "epsilon must be a finite number > 0"),
-        ({"eps": -2.0}, "epsilon"),
-        ({"delta": 1 / 2000}, "delta must satisfy"),
-        ({"delta": 0.1}, "delta must satisfy"),
-    ],
-)
-def test_make_private_rejects_bad_budgets(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        _dp_setup(_tiny_ratings(), **kwargs)
-
-
-def test_make_private_needs_a_dataloader():
-    model = BiasedMF(4, 4, dim=2)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    batches = training.TensorBatches(torch.zeros(8, dtype=torch.long), torch.zeros(8))
-    with pytest.raises(TypeError, match="tensor_loader"):
-        privacy.make_private(
-            model,
-            opt,
-            batches,
-            nn.MSELoss(),
-            target_epsilon=1.0,
-            delta=1e-3,
-            epochs=1,
-            max_grad_norm=1.0,
-        )
-
-
-def test_fast_embedding_norms_match_opacus():
-    from opacus.grad_sample.embedding_norm_sample import compute_embedding_norm_sample
-
-    torch.manual_seed(0)
-    layer = nn.Embedding(10, 3)
-    ids = torch.randint(0, 10, (16,))
-    back = torch.randn(16, 3)
-    ours = privacy._one_row_embedding_norms(layer, [ids], back)[layer.weight]
-    theirs = compute_embedding_norm_sample(layer, [ids], back)[layer.weight]
-    assert torch.allclose(ours, theirs, atol=1e-6)
-    # sequences of ids (several rows per example) go to Opacus's general algorithm
-    seq = torch.tensor([[1, 1], [2, 0], [2, 0]])
-    back2 = torch.tensor([[[0.2], [0.2]], [[0.3], [0.1]], [[0.3], [0.1]]])
-    layer1 = nn.Embedding(3, 1)
-    got = privacy._one_row_embedding_norms(layer1, [seq], back2)[layer1.weight]
-    assert torch.allclose(got, torch.tensor([0.4, 0.3162, 0.3162]), atol=1e-4)
-
-
-def test_tensor_loader_batches_are_tensors():
-    loader = privacy.tensor_loader(torch.arange(10), torch.arange(10.0), batch_size=4)
-    first = next(iter(loader))
-    assert isinstance(first, tuple) and first[0].shape == (4,)
-    with pytest.raises(ValueError, match="batch_size"):
-        privacy.tensor_loader(torch.arange(10), batch_size=0)
-
-
 # --- membership inference --------------------------------------------------------------------
 
 
@@ -273,19 +156,19 @@ def test_attack_rejects_bad_losses():
         privacy.loss_threshold_attack([np.nan], [1.0])
 
 
-def _fit_plain(df, epochs=40):
+def _fit_plain(df, rating_tensors, epochs=40):
     torch.manual_seed(0)
     model = BiasedMF(40, 30, dim=8, global_mean=3.5)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    batches = training.TensorBatches(*_tensors(df), batch_size=100, seed=0)
+    batches = training.TensorBatches(*rating_tensors(df), batch_size=100, seed=0)
     training.fit(model, batches, nn.MSELoss(), optimizer=opt, epochs=epochs, progress=False)
     return model
 
 
-def test_audit_is_chance_for_a_model_that_never_saw_the_members():
-    data = _tiny_ratings(n=3000, seed=1)
+def test_audit_is_chance_for_a_model_that_never_saw_the_members(tiny_ratings, rating_tensors):
+    data = tiny_ratings(n=3000, seed=1)
     trained_on, unseen_a, unseen_b = data.iloc[:1000], data.iloc[1000:2000], data.iloc[2000:]
-    model = _fit_plain(trained_on)
+    model = _fit_plain(trained_on, rating_tensors)
     members, non_members = privacy.membership_sample(unseen_a, unseen_b, seed=0)
     res = privacy.loss_threshold_attack(
         privacy.rating_losses(model, members), privacy.rating_losses(model, non_members)

@@ -122,6 +122,26 @@ def test_notebook_parameters_reads_defaults(tmp_path):
     assert runner.notebook_parameters(nb) == {"SCALE": 2, "LABEL": "a"}
 
 
+def test_notebook_parameters_sees_lines_with_equals_in_comments(tmp_path):
+    params = 'DEVICE = "auto"  # auto = cuda > cpu\nRATE: float = 0.5\nPAIR = (1, 2)  # (a, b)\n'
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY, params=params)
+    found = runner.notebook_parameters(nb)
+    assert found == {"DEVICE": "auto", "RATE": 0.5, "PAIR": (1, 2)}
+
+
+def test_every_project_notebook_parameter_is_visible_to_the_runner():
+    """Each assignment in each notebook's parameters cell can be set with -p."""
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = {
+            line.split("=")[0].strip()
+            for line in cell.source.splitlines()
+            if "=" in line and not line.lstrip().startswith("#") and line[0].isupper()
+        }
+        assert assigned and assigned == set(runner.notebook_parameters(path)), path.name
+
+
 def test_unknown_parameter_lists_valid_names(tmp_path, capsys):
     nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
     with pytest.raises(runner.RunnerError, match=r"unknown parameter 'EPOCHS'.*SCALE, LABEL"):

@@ -1,8 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from recbook import metrics
+from recbook import metrics, training
 from recbook.models_torch import MLP, BiasedMF
 from recbook.training import TensorBatches, evaluate_loss, fit
 
@@ -71,3 +72,25 @@ def test_bad_inputs():
         )
     with pytest.raises(ValueError, match="positive"):
         MLP(0)
+
+
+def test_compare_timings_reports_medians_and_ratios():
+    calls = {"fast": 0, "slow": 0}
+
+    def run(name, seconds):
+        def go():
+            calls[name] += 1
+            return training.History(frame=pd.DataFrame(), best_epoch=0, seconds=seconds)
+
+        return go
+
+    table = training.compare_timings(
+        {"fast": run("fast", 1.0), "slow": run("slow", 3.0)}, reference="fast", repeats=3
+    )
+    assert calls == {"fast": 4, "slow": 4}  # one warm-up round, then three timed
+    assert table.loc["slow", "ratio"] == pytest.approx(3.0)
+    assert table.loc["fast", "median s"] == 1.0
+    with pytest.raises(ValueError, match="reference 'gone'"):
+        training.compare_timings({"fast": run("fast", 1.0)}, reference="gone")
+    with pytest.raises(ValueError, match="repeats"):
+        training.compare_timings({"fast": run("fast", 1.0)}, reference="fast", repeats=0)
