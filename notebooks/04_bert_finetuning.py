@@ -368,7 +368,7 @@ def evaluate(name: str, scores_of, matrix: np.ndarray) -> dict:
     for split, df in (("warm", warm_test), ("cold", cold_test)):
         scores = scores_of(df)
         row[f"AUC {split}"] = metrics.auc(df["label"], scores)
-        row[f"user AUC {split}"] = text_models.mean_user_auc(df["label"], scores, df["user_id"])
+        row[f"user AUC {split}"] = metrics.mean_user_auc(df["label"], scores, df["user_id"])
         row[f"HR@{TOP_K} {split}"] = hit_rate(matrix, split)
     return row
 
@@ -399,7 +399,7 @@ for _ in range(30):
     random_scores = user_vectors @ null_rng.normal(size=(ds.n_items, DIM)).T
     null.append(
         {
-            "user AUC cold": text_models.mean_user_auc(
+            "user AUC cold": metrics.mean_user_auc(
                 cold_test["label"], random_scores[cold_u, cold_i], cold_u
             ),
             f"HR@{TOP_K} cold": hit_rate(random_scores, "cold"),

@@ -8,7 +8,9 @@ Conventions (stated once, used everywhere):
   :func:`exclude_seen`); ties at the cut are broken deterministically but arbitrarily;
 * NDCG uses the log2 discount ``1 / log2(rank + 1)`` and the ideal DCG of ``min(k, n_relevant)``
   hits; MAP@k averages precision at each hit and divides by ``min(k, n_relevant)``;
-* ``auc`` is the Mann-Whitney statistic with tied scores counted as one half.
+* ``auc`` is the Mann-Whitney statistic with tied scores counted as one half;
+  :func:`mean_user_auc` is the same within each user, averaged (GAUC): it ignores how active a
+  user is, which a global AUC rewards even in a model that knows nothing about items.
 """
 
 from __future__ import annotations
@@ -53,6 +55,36 @@ def auc(labels, scores) -> float:
         raise ValueError("auc: needs both positive and negative labels")
     ranks = rankdata(s)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def user_aucs(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> pd.DataFrame:
+    """AUC within each user (columns ``auc``, ``n`` rows), for users that have both a positive
+    and a negative row; the others have no AUC by definition. Ties count one half."""
+    y = np.asarray(labels, dtype=float).ravel()
+    s = np.asarray(scores, dtype=float).ravel()
+    u = np.asarray(users).ravel()
+    if not len(y) == len(s) == len(u):
+        raise ValueError(f"labels, scores, users differ in length: {len(y)}, {len(s)}, {len(u)}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0/1 (or booleans)")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    frame = pd.DataFrame({"u": u, "y": y, "s": s})
+    frame["rank"] = frame.groupby("u")["s"].rank(method="average")
+    per = frame.groupby("u").agg(n=("y", "size"), pos=("y", "sum"))
+    per["rank_pos"] = frame[frame["y"] == 1].groupby("u")["rank"].sum()
+    per = per[(per["pos"] > 0) & (per["pos"] < per["n"])]
+    neg = per["n"] - per["pos"]
+    per["auc"] = (per["rank_pos"] - per["pos"] * (per["pos"] + 1) / 2) / (per["pos"] * neg)
+    return per[["auc", "n"]].rename_axis("user_id")
+
+
+def mean_user_auc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> float:
+    """Per-user AUC (:func:`user_aucs`) averaged with each user weighted by its rows."""
+    per = user_aucs(labels, scores, users)
+    if per.empty:
+        raise ValueError("no user has both a positive and a negative row: per-user AUC undefined")
+    return float(np.average(per["auc"], weights=per["n"]))
 
 
 def log_loss(labels, probs, eps: float = 1e-7) -> float:

@@ -15,8 +15,6 @@ The pieces:
   title vector and ``g`` a small MLP (the "task layers" on top of BERT);
 * :class:`ItemGroupedBatches` — minibatches that hold few distinct items, so a fine-tuning step
   encodes few titles however many impressions it trains on;
-* :func:`mean_user_auc` — AUC within each user, averaged: it ignores how active a user is, which
-  a global AUC rewards even in a model that knows nothing about items.
 """
 
 from __future__ import annotations
@@ -258,36 +256,6 @@ class ItemGroupedBatches:
                 torch.from_numpy(self.items[idx]),
                 torch.from_numpy(self.labels[idx]),
             )
-
-
-def user_aucs(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> pd.DataFrame:
-    """AUC within each user (columns ``auc``, ``n`` rows), for users that have both a positive
-    and a negative row; the others have no AUC by definition. Ties count one half."""
-    y = np.asarray(labels, dtype=float).ravel()
-    s = np.asarray(scores, dtype=float).ravel()
-    u = np.asarray(users).ravel()
-    if not len(y) == len(s) == len(u):
-        raise ValueError(f"labels, scores, users differ in length: {len(y)}, {len(s)}, {len(u)}")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("labels must be 0/1 (or booleans)")
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN")
-    frame = pd.DataFrame({"u": u, "y": y, "s": s})
-    frame["rank"] = frame.groupby("u")["s"].rank(method="average")
-    per = frame.groupby("u").agg(n=("y", "size"), pos=("y", "sum"))
-    per["rank_pos"] = frame[frame["y"] == 1].groupby("u")["rank"].sum()
-    per = per[(per["pos"] > 0) & (per["pos"] < per["n"])]
-    neg = per["n"] - per["pos"]
-    per["auc"] = (per["rank_pos"] - per["pos"] * (per["pos"] + 1) / 2) / (per["pos"] * neg)
-    return per[["auc", "n"]].rename_axis("user_id")
-
-
-def mean_user_auc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> float:
-    """Per-user AUC (:func:`user_aucs`) averaged with each user weighted by its rows."""
-    per = user_aucs(labels, scores, users)
-    if per.empty:
-        raise ValueError("no user has both a positive and a negative row: per-user AUC undefined")
-    return float(np.average(per["auc"], weights=per["n"]))
 
 
 def item_titles(items: pd.DataFrame, column: str | None = None) -> pd.Series:

@@ -84,3 +84,32 @@ def test_missing_columns_and_out_of_range_ids():
         metrics.relevance_matrix(pd.DataFrame({"user_id": [0]}), 1, 1)
     with pytest.raises(ValueError, match="out of range"):
         metrics.relevance_matrix(pd.DataFrame({"user_id": [0], "item_id": [5]}), 1, 2)
+
+
+def test_user_auc_matches_per_user_metric() -> None:
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 20, size=600)
+    labels = rng.random(600) < 0.4
+    scores = labels + rng.normal(size=600)
+    per = metrics.user_aucs(labels, scores, users)
+    for user in per.index[:5]:
+        mask = users == user
+        assert per.loc[user, "auc"] == pytest.approx(metrics.auc(labels[mask], scores[mask]))
+    want = np.average(per["auc"], weights=per["n"])
+    assert metrics.mean_user_auc(labels, scores, users) == pytest.approx(want)
+
+
+def test_user_auc_ignores_user_offsets() -> None:
+    """A score that only ranks users (not items) is at chance within users, not globally."""
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(200), 20)
+    activity = rng.normal(size=200)
+    labels = rng.random(4000) < 1 / (1 + np.exp(-2 * activity[users]))
+    score = activity[users]
+    assert metrics.auc(labels, score) > 0.7
+    assert metrics.mean_user_auc(labels, score, users) == pytest.approx(0.5)
+
+
+def test_user_auc_needs_mixed_users() -> None:
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.mean_user_auc([1, 1, 0], [0.1, 0.2, 0.3], [0, 0, 1])

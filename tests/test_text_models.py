@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from recbook import metrics, text, text_models
+from recbook import text, text_models
 
 
 @pytest.fixture(scope="module")
@@ -144,35 +144,6 @@ def test_item_grouped_batches_bad_input() -> None:
         text_models.ItemGroupedBatches(np.zeros(2), np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="positive"):
         text_models.ItemGroupedBatches(np.zeros(2), np.zeros(2), np.zeros(2), 0)
-
-
-def test_user_auc_matches_per_user_metric() -> None:
-    rng = np.random.default_rng(0)
-    users = rng.integers(0, 20, size=600)
-    labels = rng.random(600) < 0.4
-    scores = labels + rng.normal(size=600)
-    per = text_models.user_aucs(labels, scores, users)
-    for user in per.index[:5]:
-        mask = users == user
-        assert per.loc[user, "auc"] == pytest.approx(metrics.auc(labels[mask], scores[mask]))
-    want = np.average(per["auc"], weights=per["n"])
-    assert text_models.mean_user_auc(labels, scores, users) == pytest.approx(want)
-
-
-def test_user_auc_ignores_user_offsets() -> None:
-    """A score that only ranks users (not items) is at chance within users, not globally."""
-    rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(200), 20)
-    activity = rng.normal(size=200)
-    labels = rng.random(4000) < 1 / (1 + np.exp(-2 * activity[users]))
-    score = activity[users]
-    assert metrics.auc(labels, score) > 0.7
-    assert text_models.mean_user_auc(labels, score, users) == pytest.approx(0.5)
-
-
-def test_user_auc_needs_mixed_users() -> None:
-    with pytest.raises(ValueError, match="undefined"):
-        text_models.mean_user_auc([1, 1, 0], [0.1, 0.2, 0.3], [0, 0, 1])
 
 
 class _Fake:
