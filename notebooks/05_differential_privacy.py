@@ -889,3 +889,6 @@ assert curve.loc[0.5, "test RMSE"] < rmse_mean_baseline + 0.02, "eps=0.5 much wo
 #    and audit the user-level model against the example-level one.
 # 5. Add `signup_day` to the quasi-identifiers and coarsen `first_day` to weeks or
 #    months until no combination is unique (k-anonymity ≥ 5). How much information is left?
+# 6. Give `train_dp` the default `clipper="embedding_rows"` and re-run the curve: same σ, other
+#    random draws. Then add an `nn.Linear` to `BiasedMF` and read the error that tells you to go
+#    back to Opacus's general clipping — and why (its per-example gradient is not one row).
