@@ -771,14 +771,15 @@ print(f"loop over {rated.sum()} users: {loop_s:.3f} s; batched: {batched_s:.3f} 
 # Tuning: ALS-WR for each penalty in `REGS`, then each rank in `RANKS` at the best penalty, with
 # early stopping on the validation ratings.
 
+
 # %%
-reg_rows = []
-for reg in REGS:
+def als_validation(rank: int, reg: float) -> dict:
+    """ALS-WR with early stopping: its best validation RMSE and the iterations to reach it."""
     fitted = mf.fit_als(
         fit_part,
         n_users,
         n_items,
-        rank=RANK,
+        rank=rank,
         reg=reg,
         iters=25,
         val=val,
@@ -786,37 +787,17 @@ for reg in REGS:
         seed=SEED,
         progress=False,
     )
-    reg_rows.append(
-        {
-            "reg": reg,
-            "val RMSE": fitted.history["val_rmse"].min(),
-            "iters": int(fitted.history["val_rmse"].idxmin()) + 1,
-        }
-    )
-reg_table = pd.DataFrame(reg_rows).set_index("reg")
+    return {
+        "val RMSE": fitted.history["val_rmse"].min(),
+        "iters": int(fitted.history["val_rmse"].idxmin()) + 1,
+    }
+
+
+reg_table = pd.DataFrame([{"reg": reg, **als_validation(RANK, reg)} for reg in REGS])
+reg_table = reg_table.set_index("reg")
 best_reg = float(reg_table["val RMSE"].idxmin())
-rank_rows = []
-for rank in RANKS:
-    fitted = mf.fit_als(
-        fit_part,
-        n_users,
-        n_items,
-        rank=rank,
-        reg=best_reg,
-        iters=25,
-        val=val,
-        patience=PATIENCE,
-        seed=SEED,
-        progress=False,
-    )
-    rank_rows.append(
-        {
-            "rank": rank,
-            "val RMSE": fitted.history["val_rmse"].min(),
-            "iters": int(fitted.history["val_rmse"].idxmin()) + 1,
-        }
-    )
-rank_table = pd.DataFrame(rank_rows).set_index("rank")
+rank_table = pd.DataFrame([{"rank": r, **als_validation(r, best_reg)} for r in RANKS])
+rank_table = rank_table.set_index("rank")
 best_rank = int(rank_table["val RMSE"].idxmin())
 als_iters = int(rank_table.loc[best_rank, "iters"])
 print(f"best penalty {best_reg}, best rank {best_rank}, {als_iters} iterations")

@@ -39,7 +39,7 @@
 # 5. what "one example" means when a user has many ratings (group privacy, one example per user);
 # 6. why removing names or hashing user ids is not anonymisation (quasi-identifiers on the shop).
 #
-# **Run time.** About 25 s on 2 idle CPU cores at the defaults (24 s measured with
+# **Run time.** About 30 s on 2 idle CPU cores at the defaults (31 s measured with
 # `python -m recbook run`; more on a shared, busy machine) — most of it in the DP-SGD runs, the
 # timing comparison (`TIMING_REPEATS`) and importing torch and Opacus. A GPU
 # does not make it faster, the models are too small to gain from one, but every tensor goes to
@@ -87,7 +87,7 @@ ACCOUNTANT = "rdp"  # Opacus accountant that calibrates the noise ("rdp" or "prv
 ARTICLE_EPSILONS = (0.0, 1.0, 8.0)  # values tried for the ε of the article's §4.3 term
 USER_LEVEL_BATCH = 256  # expected batch size of the one-example-per-user runs
 USER_LEVEL_EPSILONS = (1.0, 8.0)  # budgets of the one-example-per-user (user-level) runs
-TIMING_REPEATS = 5  # interleaved repeats of each run in the timing comparison
+TIMING_REPEATS = 9  # interleaved repeats of each run in the timing comparison
 
 # %%
 if 8.0 not in EPSILONS or 8.0 not in USER_LEVEL_EPSILONS:
@@ -348,9 +348,10 @@ assert (article_aucs >= article_aucs.loc[0.0] - 0.01).all(), "the §4.3 term low
 #
 # First the non-private reference: the same BiasedMF predicting ratings with squared error,
 # Adam, early stopping on the validation rows. Then `dp_sgd.make_private` wraps the model,
-# optimizer and a Poisson-sampling data loader with Opacus's `PrivacyEngine.make_private_with_epsilon`
-# (ghost clipping, accountant `ACCOUNTANT`), calibrated so that `EPOCHS` epochs spend exactly
-# (ε, δ). Training goes through the same `recbook.training.fit` loop.
+# optimizer and a Poisson-sampling data loader with Opacus's `PrivacyEngine` (ghost clipping,
+# accountant `ACCOUNTANT`), with the noise multiplier that Opacus's own search finds for `EPOCHS`
+# epochs to spend exactly (ε, δ) — what `make_private_with_epsilon` does. Training goes through
+# the same `recbook.training.fit` loop.
 
 
 # %%
@@ -381,20 +382,29 @@ print(
 )
 
 # %% [markdown]
-# The ε = ∞ end of the curve, and the timing reference: the same recipe as DP-SGD (fixed
+# The ε = ∞ end of the curve, and the reference for timing: the same recipe as DP-SGD (fixed
 # `EPOCHS`, no validation) without clipping or noise.
 
+
 # %%
-infinite, opt = new_mf()
-infinite_history = training.fit(
-    infinite,
-    training.TensorBatches(*fit_t, batch_size=BATCH_SIZE, seed=SEED),
-    nn.MSELoss(),
-    optimizer=opt,
-    epochs=EPOCHS,
-    device=dev,
-    desc="non-private, EPOCHS epochs",
-)
+def train_non_private(progress: bool = True):
+    """BiasedMF trained like the DP-SGD runs (EPOCHS epochs, no validation), without DP."""
+    model, opt = new_mf()
+    batches = training.TensorBatches(*fit_t, batch_size=BATCH_SIZE, seed=SEED)
+    history = training.fit(
+        model,
+        batches,
+        nn.MSELoss(),
+        optimizer=opt,
+        epochs=EPOCHS,
+        device=dev,
+        desc="non-private, EPOCHS epochs",
+        progress=progress,
+    )
+    return model, history
+
+
+infinite, infinite_history = train_non_private()
 
 
 # %%
@@ -580,17 +590,9 @@ assert norm_gap < 1e-4 and grad_gap < 1e-4
 
 
 # %%
-def non_private_run():
-    model, opt = new_mf()
-    batches = training.TensorBatches(*fit_t, batch_size=BATCH_SIZE, seed=SEED)
-    return training.fit(
-        model, batches, nn.MSELoss(), optimizer=opt, epochs=EPOCHS, device=dev, progress=False
-    )
-
-
 timings = training.compare_timings(
     {
-        "non-private": non_private_run,
+        "non-private": lambda: train_non_private(progress=False)[1],
         "DP-SGD, Opacus ghost clipping": lambda: train_dp(fit_t, 8.0, progress=False)[2],
         "DP-SGD, embedding-row clipping": lambda: train_dp(
             fit_t, 8.0, clipper="embedding_rows", progress=False

@@ -227,6 +227,17 @@ class _TiedMF(nn.Module):
         return (self.table(user) * self.table(item)).sum(-1)
 
 
+class _SharedWeightMF(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.users = nn.Embedding(10, 3)
+        self.items = nn.Embedding(10, 3)
+        self.items.weight = self.users.weight
+
+    def forward(self, user, item):
+        return (self.users(user) * self.items(item)).sum(-1)
+
+
 class _SequenceModel(nn.Module):
     def __init__(self):
         super().__init__()
@@ -241,6 +252,8 @@ def test_embedding_rows_clipping_refuses_models_it_cannot_clip_exactly():
         dp_sgd.EmbeddingRowClipping(MLP(4, [3]), nn.MSELoss(), 1.0)
     with pytest.raises(TypeError, match="reduction"):
         dp_sgd.EmbeddingRowClipping(_TiedMF(), lambda a, b: a - b, 1.0)
+    with pytest.raises(ValueError, match="share a weight"):
+        dp_sgd.EmbeddingRowClipping(_SharedWeightMF(), nn.MSELoss(), 1.0)
     ids, target = torch.tensor([1, 2]), torch.tensor([0.0, 1.0])
     tied = _TiedMF()
     criterion = dp_sgd.EmbeddingRowClipping(tied, nn.MSELoss(), 1.0)
