@@ -21,6 +21,7 @@ SVD of the bias-free residuals (``init="spectral"``), which shortens their burn-
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recbook import metrics
+from recbook import checks, metrics
+from recbook.columns import ITEM, RATING, USER
 
 #: The notebook's default model and settings; ``benchmarks/mf.py`` uses exactly these.
 DEFAULTS: dict[str, Any] = {"model": "bayes", "rank": 10, "burn_in": 20, "samples": 100}
@@ -65,8 +67,8 @@ class MFModel:
     def predict(self, users: Any, items: Any, clip: bool = True) -> np.ndarray:
         """Predicted ratings for (user, item) pairs; ``clip`` bounds them to the training scale
         (a prediction of 5.3 on a 1-5 scale is always worse than 5)."""
-        u = _as_ids(users, self.n_users, "user")
-        i = _as_ids(items, self.n_items, "item")
+        u = checks.ids(users, self.n_users, "users")
+        i = checks.ids(items, self.n_items, "items")
         if u.shape != i.shape:
             raise ValueError(
                 f"users and items must have the same length, got {u.shape} vs {i.shape}"
@@ -75,9 +77,10 @@ class MFModel:
         pred = pred + np.einsum("nk,nk->n", self.user_factors[u], self.item_factors[i])
         return np.clip(pred, *self.rating_range) if clip else pred
 
-    def predict_df(self, df: pd.DataFrame, col_user: str = "user_id", col_item: str = "item_id"):
+    def predict_df(self, df: pd.DataFrame, col_user: str = USER, col_item: str = ITEM):
         """``predict`` on the user/item columns of a DataFrame."""
-        return self.predict(df[col_user].to_numpy(), df[col_item].to_numpy())
+        u, i = checks.id_columns(df, self.n_users, self.n_items, col_user, col_item, "df")
+        return self.predict(u, i)
 
     def score_matrix(self, clip: bool = False) -> np.ndarray:
         """All predicted ratings, shape (n_users, n_items), for top-k ranking."""
@@ -87,10 +90,18 @@ class MFModel:
 
 
 def global_mean_model(
-    train: pd.DataFrame, n_users: int, n_items: int, col_rating: str = "rating", **cols: str
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    *,
+    progress: bool = True,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> MFModel:
-    """The simplest baseline: predict the mean training rating for everyone."""
-    u, i, r = _triples(train, n_users, n_items, col_rating=col_rating, **cols)
+    """The simplest baseline: predict the mean training rating for everyone. (``progress`` is
+    accepted so :func:`fit` can pass it to every model; there is nothing to show.)"""
+    u, i, r = _triples(train, n_users, n_items, (col_user, col_item, col_rating), "train")
     return MFModel(
         float(r.mean()),
         np.zeros(n_users),
@@ -121,7 +132,9 @@ def fit_sgd(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    **cols: str,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> MFModel:
     """Biased MF by SGD on observed ratings (loss: squared error + ``reg`` * squared norms).
 
@@ -130,10 +143,14 @@ def fit_sgd(
     vectorised. With ``val`` and ``patience`` it stops when validation RMSE has not improved for
     ``patience`` epochs and returns the best epoch's parameters.
     """
-    _check_positive(rank=rank, epochs=epochs, batch_size=batch_size, lr=lr)
-    _check_nonneg(reg=reg)
-    u, i, r = _triples(train, n_users, n_items, **cols)
-    val_t = _triples(val, n_users, n_items, **cols) if val is not None else None
+    for name, value in {"rank": rank, "epochs": epochs, "batch_size": batch_size}.items():
+        checks.integer(value, name, minimum=1)
+    checks.number(lr, "lr", positive=True)
+    checks.number(reg, "reg", non_negative=True)
+    checks.seed(seed)
+    cols = (col_user, col_item, col_rating)
+    u, i, r = _triples(train, n_users, n_items, cols, "train")
+    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
     P = rng.normal(0.0, init_sd, (n_users, rank))
@@ -303,7 +320,9 @@ def fit_als(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    **cols: str,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> MFModel:
     """Biased MF by alternating least squares, every row's update in closed form.
 
@@ -315,10 +334,14 @@ def fit_als(
     ``bias_reg``, so a bias estimated from one rating is damped towards 0 (a count-scaled penalty
     would leave it nearly raw). ``rank=0`` fits biases only: the bias baseline.
     """
-    _check_positive(iters=iters)
-    _check_nonneg(rank=rank, reg=reg, bias_reg=bias_reg)
-    u, i, r = _triples(train, n_users, n_items, **cols)
-    val_t = _triples(val, n_users, n_items, **cols) if val is not None else None
+    checks.integer(iters, "iters", minimum=1)
+    checks.integer(rank, "rank", minimum=0)
+    checks.number(reg, "reg", non_negative=True)
+    checks.number(bias_reg, "bias_reg", non_negative=True)
+    checks.seed(seed)
+    cols = (col_user, col_item, col_rating)
+    u, i, r = _triples(train, n_users, n_items, cols, "train")
+    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
@@ -358,12 +381,17 @@ def als_user_step(
     reg: float,
     bias_reg: float = 5.0,
     weighted: bool = True,
-    **cols: str,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> np.ndarray:
     """One ALS user step on its own: every user's ``[b_u, p_u]`` given ``model``'s items,
     solved together (what :func:`fit_als` does each iteration; exposed to check it by hand)."""
-    _check_nonneg(reg=reg)
-    u, i, r = _triples(train, model.n_users, model.n_items, **cols)
+    checks.number(reg, "reg", non_negative=True)
+    checks.number(bias_reg, "bias_reg", non_negative=True)
+    u, i, r = _triples(
+        train, model.n_users, model.n_items, (col_user, col_item, col_rating), "train"
+    )
     sides = _Sides(u, i, r, model.n_users, model.n_items)
     target = r - model.global_mean - model.item_bias[i]
     values = _with_targets(sides.mask_user, sides.user_pos, target)
@@ -375,11 +403,26 @@ def als_user_step(
 
 
 def fit_biases(
-    train: pd.DataFrame, n_users: int, n_items: int, *, reg: float = 10.0, iters: int = 10, **kw
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    *,
+    reg: float = 10.0,
+    iters: int = 10,
+    val: pd.DataFrame | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> MFModel:
     """User + item bias baseline (``mu + b_u + c_i``), each bias a damped mean with penalty
     ``reg`` (Koren 2010's baseline predictor, solved by alternating closed-form updates)."""
-    model = fit_als(train, n_users, n_items, rank=0, bias_reg=reg, iters=iters, **kw)
+    model = fit_als(
+        train, n_users, n_items, rank=0, bias_reg=reg, iters=iters, val=val, patience=patience,
+        seed=seed, progress=progress, col_user=col_user, col_item=col_item, col_rating=col_rating,
+    )  # fmt: skip
     model.method = "user + item biases"
     return model
 
@@ -399,7 +442,9 @@ def fit_bayes(
     val: pd.DataFrame | None = None,
     seed: int = 0,
     progress: bool = True,
-    **cols: str,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
 ) -> MFModel:
     """Bayesian biased MF by Gibbs sampling; predictions averaged over ``samples`` draws.
 
@@ -412,10 +457,15 @@ def fit_bayes(
     hyper-parameters. The penalties are learnt from the data, so nothing needs tuning. The
     first ``burn_in`` sweeps are discarded.
     """
-    _check_positive(rank=rank, samples=samples, prior_shape=prior_shape, prior_rate=prior_rate)
-    _check_nonneg(burn_in=burn_in)
-    u, i, r = _triples(train, n_users, n_items, **cols)
-    val_t = _triples(val, n_users, n_items, **cols) if val is not None else None
+    checks.integer(rank, "rank", minimum=1)
+    checks.integer(samples, "samples", minimum=1)
+    checks.integer(burn_in, "burn_in", minimum=0)
+    checks.number(prior_shape, "prior_shape", positive=True)
+    checks.number(prior_rate, "prior_rate", positive=True)
+    checks.seed(seed)
+    cols = (col_user, col_item, col_rating)
+    u, i, r = _triples(train, n_users, n_items, cols, "train")
+    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
@@ -501,11 +551,14 @@ def _draw_hyper(
 
 
 def fit(train: pd.DataFrame, n_users: int, n_items: int, model: str | None = None, **kw) -> MFModel:
-    """Fit by name (``"bayes"``, ``"als"``, ``"sgd"``, ``"biases"``, ``"mean"``) with
-    :data:`DEFAULTS` filling in what ``kw`` leaves out -- the notebook's and benchmark's entry."""
-    settings = {**DEFAULTS, **kw}
-    name = settings.pop("model") if model is None else model
-    settings.pop("model", None)
+    """Fit by name (``"bayes"``, ``"als"``, ``"sgd"``, ``"biases"``, ``"mean"``) -- the
+    notebook's and benchmark's entry.
+
+    :data:`DEFAULTS` fill in the settings ``kw`` leaves out, where the chosen model has them
+    (``samples`` only for ``"bayes"``); a setting passed in ``kw`` that the chosen model does
+    not take is an error, never dropped.
+    """
+    name = DEFAULTS["model"] if model is None else model
     fitters = {
         "bayes": fit_bayes,
         "als": fit_als,
@@ -513,16 +566,17 @@ def fit(train: pd.DataFrame, n_users: int, n_items: int, model: str | None = Non
         "biases": fit_biases,
         "mean": global_mean_model,
     }
-    if name not in fitters:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(fitters)}")
-    if name != "bayes":
-        for key in ("burn_in", "samples"):
-            settings.pop(key, None)
-    if name in ("biases", "mean"):
-        settings.pop("rank", None)
-    if name == "mean":
-        settings = {k: v for k, v in settings.items() if k.startswith("col_")}
-    return fitters[name](train, n_users, n_items, **settings)
+    checks.one_of(name, fitters, "model")
+    fitter = fitters[name]
+    takes = set(inspect.signature(fitter).parameters) - {"train", "n_users", "n_items"}
+    unused = sorted(set(kw) - takes)
+    if unused:
+        raise TypeError(
+            f"mf.fit(model={name!r}) does not take {unused}: {fitter.__name__} has no such "
+            f"setting. It takes {sorted(takes)}."
+        )
+    defaults = {k: v for k, v in DEFAULTS.items() if k in takes}
+    return fitter(train, n_users, n_items, **{**defaults, **kw})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -575,54 +629,12 @@ def _progress(it, enabled: bool, desc: str):
 
 
 def _triples(
-    df: pd.DataFrame,
-    n_users: int,
-    n_items: int,
-    col_user: str = "user_id",
-    col_item: str = "item_id",
-    col_rating: str = "rating",
+    df: pd.DataFrame, n_users: int, n_items: int, cols: tuple[str, str, str], what: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated (user, item, rating) arrays from a ratings DataFrame."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"ratings must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in (col_user, col_item, col_rating) if c not in df.columns]
-    if missing:
-        raise KeyError(f"ratings lack column(s) {missing}; have {list(df.columns)}")
-    if len(df) == 0:
-        raise ValueError("ratings are empty; nothing to fit or evaluate")
-    u = _as_ids(df[col_user].to_numpy(), n_users, col_user)
-    i = _as_ids(df[col_item].to_numpy(), n_items, col_item)
-    r = df[col_rating].to_numpy(dtype=float)
-    if not np.isfinite(r).all():
-        raise ValueError(
-            f"column {col_rating!r} has {int((~np.isfinite(r)).sum())} NaN/inf values; "
-            "keep only rated rows, e.g. Dataset.ratings()"
-        )
+    """Validated (user, item, rating) arrays from a ratings DataFrame; ``cols`` names the
+    user, item and rating columns."""
+    col_user, col_item, col_rating = cols
+    checks.non_empty(checks.frame(df, cols, what), what)
+    u, i = checks.id_columns(df, n_users, n_items, col_user, col_item, what)
+    r = checks.finite_array(df[col_rating].to_numpy(), f"{what}[{col_rating!r}]")
     return u, i, r
-
-
-def _as_ids(x: Any, n: int, what: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-            a = a.astype(np.int64)
-        else:
-            raise ValueError(f"{what} ids must be integers, got dtype {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() >= n):
-        raise ValueError(
-            f"{what} ids must lie in 0..{n - 1}, got {a.min()}..{a.max()}; "
-            "re-index ids or pass the right n_users / n_items"
-        )
-    return a.astype(np.int64)
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_nonneg(**values: float) -> None:
-    for name, value in values.items():
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -3,6 +3,7 @@ per-row reference solves, and bad input fails with a clear message."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import warnings
@@ -78,7 +79,7 @@ def test_als_user_step_equals_per_user_ridge_solve(planted):
         A = X.T @ X + np.diag([5.0] + [reg * len(items)] * 2)
         expected[user] = np.linalg.solve(A, X.T @ t)
     # ... and by the batched normal equations that fit_als uses
-    u, i, r = mf._triples(train, N_USERS, N_ITEMS)
+    u, i, r = mf._triples(train, N_USERS, N_ITEMS, ("user_id", "item_id", "rating"), "train")
     sides = mf._Sides(u, i, r, N_USERS, N_ITEMS)
     target = r - mu - model.item_bias[i]
     values = mf._with_targets(sides.mask_user, sides.user_pos, target)
@@ -176,7 +177,7 @@ def test_global_mean_model(planted):
         (lambda d: d.drop(columns="rating"), KeyError, "rating"),
         (lambda d: d.assign(user_id=d["user_id"] + 1000), ValueError, "0..119"),
         (lambda d: d.assign(rating=np.nan), ValueError, "NaN"),
-        (lambda d: d.assign(item_id=d["item_id"] + 0.5), ValueError, "integers"),
+        (lambda d: d.assign(item_id=d["item_id"] + 0.5), ValueError, "whole-number ids"),
         (lambda d: pd.concat([d, d.head(1)]), ValueError, "duplicate"),
         (lambda d: d.head(0), ValueError, "empty"),
     ],
@@ -199,6 +200,60 @@ def test_bad_settings_are_named(planted):
         mf.fit_bayes(train, N_USERS, N_ITEMS, rank=0, progress=False)
     with pytest.raises(ValueError, match="same length"):
         mf.global_mean_model(train, N_USERS, N_ITEMS).predict([0, 1], [0])
+
+
+def test_misspelt_setting_names_the_fitter(planted):
+    """fit_als(iter=5) named the private _triples(); now Python names fit_als itself."""
+    train, _, _ = planted
+    with pytest.raises(TypeError, match=r"fit_als\(\) got an unexpected keyword argument 'iter'"):
+        mf.fit_als(train, N_USERS, N_ITEMS, iter=5, progress=False)
+    with pytest.raises(TypeError, match=r"fit_biases\(\) got an unexpected keyword argument"):
+        mf.fit_biases(train, N_USERS, N_ITEMS, iter=5, progress=False)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, unused",
+    [
+        ("als", {"samples": 5}, "samples"),
+        ("sgd", {"burn_in": 5}, "burn_in"),
+        ("biases", {"rank": 3}, "rank"),
+        ("mean", {"seed": 1}, "seed"),
+        ("bayes", {"iters": 3}, "iters"),
+    ],
+)
+def test_fit_refuses_settings_the_model_does_not_take(planted, name, kwargs, unused):
+    train, _, _ = planted
+    with pytest.raises(TypeError, match=rf"model='{name}'\) does not take \['{unused}'\]"):
+        mf.fit(train, N_USERS, N_ITEMS, model=name, progress=False, **kwargs)
+
+
+def test_fit_fills_defaults_only_where_they_apply(planted, monkeypatch):
+    train, _, _ = planted
+    seen, real = {}, mf.fit_als
+
+    @functools.wraps(real)  # keeps fit_als's signature, which mf.fit reads
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mf, "fit_als", spy)
+    mf.fit(train, N_USERS, N_ITEMS, model="als", iters=1, progress=False)
+    assert seen == {"rank": mf.DEFAULTS["rank"], "iters": 1, "progress": False}
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+        ({"rank": 2.5}, TypeError, "rank must be an integer"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"reg": -0.1}, ValueError, "reg must be >= 0"),
+    ],
+)
+def test_bad_numbers_are_named(planted, kwargs, error, match):
+    train, _, _ = planted
+    with pytest.raises(error, match=match):
+        mf.fit_sgd(train, N_USERS, N_ITEMS, epochs=1, progress=False, **kwargs)
 
 
 ROOT = Path(__file__).resolve().parents[1]
