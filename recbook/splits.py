@@ -9,40 +9,45 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recbook import checks
+from recbook.columns import ITEM, TIMESTAMP, USER
 
-def _check(df: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise KeyError(f"DataFrame lacks column(s) {missing}; it has {list(df.columns)}")
-    if df.empty:
-        raise ValueError("DataFrame is empty: nothing to split")
+_CODE_LIMIT = np.iinfo(np.int64).max  # user * n_items + item must fit in an int64
 
 
-def _check_fraction(value: float, name: str) -> None:
-    if not 0 < value < 1:
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+def _rows(df: pd.DataFrame, columns: tuple[str, ...], what: str = "df") -> pd.DataFrame:
+    """``df`` after checking it is a non-empty DataFrame with ``columns``."""
+    return checks.non_empty(checks.frame(df, columns, what), what)
+
+
+def _pair_ids(
+    df: pd.DataFrame, n_items: int, col_user: str, col_item: str, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """User ids (non-negative integers) and item ids (``0..n_items-1``) of ``df``, checked,
+    so that ``user * n_items + item`` codes a pair uniquely."""
+    users = checks.ids(df[col_user].to_numpy(), _CODE_LIMIT // n_items, f"{what}[{col_user!r}]")
+    items = checks.ids(df[col_item].to_numpy(), n_items, f"{what}[{col_item!r}]")
+    return users, items
 
 
 def random_split(
     df: pd.DataFrame, test_size: float = 0.2, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows assigned to test uniformly at random (users and items may be unseen in train)."""
-    _check(df, ())
-    _check_fraction(test_size, "test_size")
-    is_test = np.random.default_rng(seed).random(len(df)) < test_size
+    _rows(df, ())
+    checks.fraction(test_size, "test_size")
+    is_test = np.random.default_rng(checks.seed(seed)).random(len(df)) < test_size
     return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True)
 
 
 def per_user_split(
-    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0, col_user: str = "user_id"
+    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0, col_user: str = USER
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's rows split in the ratio ``test_size``, so every test user is known in
     training. A user with n rows puts ``floor(n * test_size)`` of them in test (none if n = 1)."""
-    _check(df, (col_user,))
-    _check_fraction(test_size, "test_size")
-    rng = np.random.default_rng(seed)
+    _rows(df, (col_user,))
+    checks.fraction(test_size, "test_size")
+    rng = np.random.default_rng(checks.seed(seed))
     shuffled = df.iloc[rng.permutation(len(df))]
     position = shuffled.groupby(col_user, sort=False).cumcount().to_numpy()
     size = shuffled.groupby(col_user, sort=False)[col_user].transform("size").to_numpy()
@@ -54,11 +59,11 @@ def per_user_split(
 
 
 def leave_last_out(
-    df: pd.DataFrame, col_user: str = "user_id", col_time: str = "timestamp"
+    df: pd.DataFrame, col_user: str = USER, col_time: str = TIMESTAMP
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's latest row goes to test (ties broken by row order); users with a single row
     stay entirely in train."""
-    _check(df, (col_user, col_time))
+    _rows(df, (col_user, col_time))
     ordered = df.reset_index(drop=True).sort_values([col_user, col_time], kind="stable")
     last = ~ordered.duplicated(col_user, keep="last").to_numpy()
     many = ordered.groupby(col_user)[col_user].transform("size").to_numpy() > 1
@@ -73,16 +78,25 @@ def temporal_split(
     df: pd.DataFrame,
     quantile: float = 0.8,
     cutoff: int | None = None,
-    col_time: str = "timestamp",
+    col_time: str = TIMESTAMP,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything before a global time cut is train, the rest test — the split a live system
     faces. ``cutoff`` (a timestamp) overrides ``quantile``. Test may contain users and items
     never seen in training; filter them explicitly if a model cannot score them."""
-    _check(df, (col_time,))
+    _rows(df, (col_time,))
+    times = df[col_time]
+    bad = times.isna().to_numpy().copy()
+    if pd.api.types.is_numeric_dtype(times) and not pd.api.types.is_bool_dtype(times):
+        bad |= ~np.isfinite(times.to_numpy(dtype=float))
+    if bad.any():
+        raise ValueError(
+            f"df[{col_time!r}] has {int(bad.sum())} missing or infinite timestamps; a row "
+            "without a time belongs to neither side of a time cut: drop or fill them first"
+        )
     if cutoff is None:
-        _check_fraction(quantile, "quantile")
-        cutoff = int(np.quantile(df[col_time].to_numpy(), quantile))
-    is_test = df[col_time].to_numpy() >= cutoff
+        checks.fraction(quantile, "quantile")
+        cutoff = int(np.quantile(times.to_numpy(), quantile))
+    is_test = times.to_numpy() >= cutoff
     if is_test.all() or not is_test.any():
         raise ValueError(
             f"cutoff {cutoff} puts every row on one side; choose a time inside the data"
@@ -95,19 +109,21 @@ def cold_start_items(
     item_fraction: float = 0.2,
     seed: int = 0,
     items: np.ndarray | None = None,
-    col_item: str = "item_id",
+    col_item: str = ITEM,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Hold out whole items: every row of a cold item is in test, none in train.
 
     Cold items are ``items`` if given (e.g. the shop's late releases), otherwise a random
     ``item_fraction`` of the items present. Returns ``(train, test, cold_item_ids)``.
     """
-    _check(df, (col_item,))
+    _rows(df, (col_item,))
     present = np.unique(df[col_item].to_numpy())
     if items is None:
-        _check_fraction(item_fraction, "item_fraction")
+        checks.fraction(item_fraction, "item_fraction")
         n_cold = max(1, int(round(item_fraction * len(present))))
-        cold = np.sort(np.random.default_rng(seed).choice(present, size=n_cold, replace=False))
+        cold = np.sort(
+            np.random.default_rng(checks.seed(seed)).choice(present, size=n_cold, replace=False)
+        )
     else:
         cold = np.unique(np.asarray(items))
         unknown = np.setdiff1d(cold, present)
@@ -132,8 +148,8 @@ def sample_negatives(
     strategy: str = "uniform",
     seed: int = 0,
     seen: pd.DataFrame | None = None,
-    col_user: str = "user_id",
-    col_item: str = "item_id",
+    col_user: str = USER,
+    col_item: str = ITEM,
 ) -> pd.DataFrame:
     """``n_neg`` negative items for every row of ``df``, never an item the user has seen.
 
@@ -143,26 +159,26 @@ def sample_negatives(
     ``seen``, which makes harder negatives; never-seen items are then never drawn).
     Returns columns ``user_id, item_id`` (one row per negative).
     """
-    _check(df, (col_user, col_item))
-    if not isinstance(n_neg, (int, np.integer)) or n_neg <= 0:
-        raise ValueError(f"n_neg must be a positive integer, got {n_neg!r}")
-    if strategy not in ("uniform", "popularity"):
-        raise ValueError(f"unknown strategy {strategy!r}; use 'uniform' or 'popularity'")
+    n_items = checks.integer(n_items, "n_items", minimum=1)
+    n_neg = checks.integer(n_neg, "n_neg", minimum=1)
+    checks.one_of(strategy, ("uniform", "popularity"), "strategy")
+    checks.seed(seed)
+    users, _ = _pair_ids(_rows(df, (col_user, col_item)), n_items, col_user, col_item, "df")
     seen = df if seen is None else seen
-    _check(seen, (col_user, col_item))
-    seen_codes = np.unique(
-        _pair_codes(seen[col_user].to_numpy(), seen[col_item].to_numpy(), n_items)
+    seen_users, seen_items = _pair_ids(
+        _rows(seen, (col_user, col_item), "seen"), n_items, col_user, col_item, "seen"
     )
-    per_user_seen = seen.groupby(col_user)[col_item].nunique()
+    seen_codes = np.unique(_pair_codes(seen_users, seen_items, n_items))
+    per_user_seen = pd.Series(seen_codes // n_items).value_counts()
     full = per_user_seen[per_user_seen >= n_items]
     if len(full):
         raise ValueError(f"user(s) {list(full.index[:5])} have seen every item: no negative exists")
     rng = np.random.default_rng(seed)
-    users = np.repeat(df[col_user].to_numpy(), n_neg)
+    users = np.repeat(users, n_neg)
     if strategy == "uniform":
         prob = None
     else:
-        counts = np.bincount(seen[col_item].to_numpy(), minlength=n_items).astype(float)
+        counts = np.bincount(seen_items, minlength=n_items).astype(float)
         prob = counts / counts.sum()
     items = rng.choice(n_items, size=len(users), p=prob)
     for _ in range(20):  # rejection sampling: redraw only the pairs that were seen
@@ -174,7 +190,7 @@ def sample_negatives(
     weights = np.ones(n_items) if prob is None else prob
     for user in np.unique(users[bad]):  # heavy users: draw from their own unseen items
         rows = bad[users[bad] == user]
-        unseen = np.setdiff1d(np.arange(n_items), seen[seen[col_user] == user][col_item])
+        unseen = np.setdiff1d(np.arange(n_items), seen_items[seen_users == user])
         w = weights[unseen]
         if w.sum() == 0:
             raise ValueError(
@@ -200,28 +216,32 @@ def sample_eval_candidates(
     n_items: int,
     n_neg: int = 99,
     seed: int = 0,
-    col_user: str = "user_id",
-    col_item: str = "item_id",
+    col_user: str = USER,
+    col_item: str = ITEM,
 ) -> np.ndarray:
     """The sampled-ranking protocol (NCF, Rendle et al. 2020): for each test row, its positive
     item in column 0 followed by ``n_neg`` distinct items the user has not seen (``seen`` should
     hold train and test pairs). Returns an int array (len(test), 1 + n_neg); relevance is
     column 0."""
-    _check(test, (col_user, col_item))
-    _check(seen, (col_user, col_item))
-    if not isinstance(n_neg, (int, np.integer)) or not 0 < n_neg < n_items:
-        raise ValueError(f"n_neg must be in 1..{n_items - 1}, got {n_neg!r}")
-    users = test[col_user].to_numpy()
+    n_items = checks.integer(n_items, "n_items", minimum=2)
+    n_neg = checks.integer(n_neg, "n_neg", minimum=1, maximum=n_items - 1)
+    checks.seed(seed)
+    users, test_items = _pair_ids(
+        _rows(test, (col_user, col_item), "test"), n_items, col_user, col_item, "test"
+    )
+    seen_users, seen_items = _pair_ids(
+        _rows(seen, (col_user, col_item), "seen"), n_items, col_user, col_item, "seen"
+    )
     uniq, row_of = np.unique(users, return_inverse=True)
     seen_mask = np.zeros((len(uniq), n_items), dtype=bool)
-    pos = np.searchsorted(uniq, seen[col_user].to_numpy())
-    ok = (pos < len(uniq)) & (uniq[pos.clip(max=len(uniq) - 1)] == seen[col_user].to_numpy())
-    seen_mask[pos[ok], seen[col_item].to_numpy()[ok]] = True
-    seen_mask[row_of, test[col_item].to_numpy()] = True
+    pos = np.searchsorted(uniq, seen_users)
+    ok = (pos < len(uniq)) & (uniq[pos.clip(max=len(uniq) - 1)] == seen_users)
+    seen_mask[pos[ok], seen_items[ok]] = True
+    seen_mask[row_of, test_items] = True
     available = n_items - seen_mask.sum(axis=1)
     if (available < n_neg).any():
         raise ValueError(f"some users have fewer than n_neg={n_neg} unseen items; lower n_neg")
     keys = np.random.default_rng(seed).random((len(test), n_items), dtype=np.float32)
     keys[seen_mask[row_of]] = np.inf
     negatives = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg]
-    return np.hstack([test[col_item].to_numpy()[:, None], negatives])
+    return np.hstack([test_items[:, None], negatives])

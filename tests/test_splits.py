@@ -87,3 +87,62 @@ def test_bad_inputs():
         splits.sample_negatives(pd.DataFrame({"user_id": [0], "item_id": [0]}), 5, strategy="x")
     with pytest.raises(ValueError, match="never occur"):
         splits.cold_start_items(pd.DataFrame({"item_id": [0, 1]}), items=np.array([7]))
+
+
+PAIRS = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [0, 1, 2]})
+
+
+@pytest.mark.parametrize("bad_item", [5, 7, -1])
+def test_sample_negatives_refuses_item_ids_outside_the_catalogue(bad_item):
+    """An item id >= n_items (or < 0) collided with another user's pair code: item 5 of user 0
+    coded as item 0 of user 1 with n_items = 5."""
+    df = PAIRS.assign(item_id=[0, 1, bad_item])
+    with pytest.raises(ValueError, match=r"df\['item_id'\] must lie in 0\.\.4"):
+        splits.sample_negatives(df, 5)
+    with pytest.raises(ValueError, match=r"seen\['item_id'\] must lie in 0\.\.4"):
+        splits.sample_negatives(PAIRS, 5, seen=df)
+
+
+def test_sample_negatives_refuses_negative_or_fractional_users():
+    with pytest.raises(ValueError, match=r"df\['user_id'\] must lie in 0\.\."):
+        splits.sample_negatives(PAIRS.assign(user_id=[0, -1, 1]), 5)
+    with pytest.raises(ValueError, match=r"df\['user_id'\] must hold whole-number ids"):
+        splits.sample_negatives(PAIRS.assign(user_id=[0, 0.5, 1]), 5)
+
+
+@pytest.mark.parametrize("bad_item", [9, -1])
+def test_sample_eval_candidates_refuses_out_of_range_items(bad_item):
+    test = pd.DataFrame({"user_id": [0], "item_id": [bad_item]})
+    with pytest.raises(ValueError, match=r"test\['item_id'\] must lie in 0\.\.4"):
+        splits.sample_eval_candidates(test, PAIRS, 5, n_neg=2)
+    with pytest.raises(ValueError, match=r"seen\['item_id'\] must lie in 0\.\.4"):
+        splits.sample_eval_candidates(PAIRS.head(1), pd.concat([PAIRS, test]), 5, n_neg=2)
+
+
+def test_sample_eval_candidates_refuses_bad_n_neg():
+    with pytest.raises(ValueError, match="n_neg must be <= 4"):
+        splits.sample_eval_candidates(PAIRS, PAIRS, 5, n_neg=5)
+    with pytest.raises(TypeError, match="n_neg must be an integer"):
+        splits.sample_eval_candidates(PAIRS, PAIRS, 5, n_neg=2.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_temporal_split_refuses_missing_timestamps(bad):
+    df = pd.DataFrame({"timestamp": [1.0, 2.0, bad, 4.0, 5.0]})
+    with pytest.raises(ValueError, match=r"df\['timestamp'\] has 1 missing or infinite"):
+        splits.temporal_split(df)
+    with pytest.raises(ValueError, match="missing or infinite"):
+        splits.temporal_split(df, cutoff=3)
+
+
+def test_temporal_split_refuses_missing_datetimes():
+    df = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01", None, "2024-01-03"])})
+    with pytest.raises(ValueError, match="1 missing or infinite"):
+        splits.temporal_split(df, cutoff=pd.Timestamp("2024-01-02"))
+
+
+def test_bad_seeds_are_named():
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        splits.random_split(PAIRS, 0.5, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        splits.per_user_split(PAIRS, 0.5, seed=1.5)
