@@ -53,7 +53,7 @@ from packaging.version import Version
 from sklearn.metrics import ndcg_score, roc_auc_score
 
 import recbook
-from recbook import datasets, metrics, plots, runtime, splits
+from recbook import baselines, datasets, metrics, plots, runtime, splits
 
 plots.setup()
 
@@ -481,8 +481,8 @@ seen_in_train = metrics.relevance_matrix(train, ds.n_users, ds.n_items)
 truth_matrix = metrics.relevance_matrix(test, ds.n_users, ds.n_items) & ~seen_in_train
 rng = np.random.default_rng(SEED)
 candidates = {
-    "popularity (train counts)": metrics.popularity_scores(train, ds.n_users, ds.n_items),
-    "popularity (leak: all counts)": metrics.popularity_scores(positives, ds.n_users, ds.n_items),
+    "popularity (train counts)": baselines.popularity_scores(train, ds.n_users, ds.n_items),
+    "popularity (leak: all counts)": baselines.popularity_scores(positives, ds.n_users, ds.n_items),
     "random": rng.random((ds.n_users, ds.n_items)),
 }
 ks = sorted({1, 5, K, 20, 50} & set(range(1, ds.n_items + 1)))

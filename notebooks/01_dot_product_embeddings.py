@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from recbook import datasets, metrics, plots, runtime, splits
+from recbook import baselines, datasets, metrics, plots, runtime, splits
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k"
@@ -528,7 +528,7 @@ for n_items in (ds.n_items, 100_000, 10_000_000):
 # %%
 relevance = metrics.relevance_matrix(c_test, ds.n_users, ds.n_items)
 candidates = {
-    "popularity": metrics.popularity_scores(c_train_all, ds.n_users, ds.n_items),
+    "popularity": baselines.popularity_scores(c_train_all, ds.n_users, ds.n_items),
     "(a) rating model, ranked by r̂": M.score_all(rating_model, ds.n_users, ds.n_items),
     "(b) softmax retrieval": M.score_all(retrieval, ds.n_users, ds.n_items),
 }

@@ -50,7 +50,7 @@ from sklearn.preprocessing import MinMaxScaler
 from threadpoolctl import threadpool_limits
 
 import recbook
-from recbook import datasets, metrics, mf, models_torch, plots, runtime, splits, training
+from recbook import baselines, datasets, metrics, mf, models_torch, plots, runtime, splits, training
 
 plots.setup()
 
@@ -1059,7 +1059,7 @@ plt.show()
 
 # %%
 relevant = metrics.relevance_matrix(test[test["rating"] >= 4], n_users, n_items)
-popularity = metrics.popularity_scores(train, n_users, n_items)
+popularity = baselines.popularity_scores(train, n_users, n_items)
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import svds
 

@@ -5,7 +5,10 @@ Conventions (stated once, used everywhere):
 * ranking metrics take ``scores`` and a boolean ``relevance`` matrix of the same shape, one row
   per user; relevance is binary; users with no relevant item are excluded from the mean;
 * the top-k list is the k highest scores of a row (exclude already-seen items first with
-  :func:`exclude_seen`); ties at the cut are broken deterministically but arbitrarily;
+  :func:`exclude_seen`, which scores them -inf). **Ties are broken uniformly at random** with a
+  seeded generator (``seed=``), so a model can never gain from ties: a constant scorer gets the
+  chance rate in expectation, wherever the relevant item sits in the row. An item scored -inf
+  is excluded: it is never a hit, even when k reaches into the excluded items;
 * NDCG uses the log2 discount ``1 / log2(rank + 1)`` and the ideal DCG of ``min(k, n_relevant)``
   hits; MAP@k averages precision at each hit and divides by ``min(k, n_relevant)``;
 * ``auc`` is the Mann-Whitney statistic with tied scores counted as one half;
@@ -19,16 +22,18 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from recbook import checks
+from recbook.columns import ITEM, USER
+
 
 def _pair(y_true, y_pred, name: str) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(y_true, dtype=float).ravel()
-    p = np.asarray(y_pred, dtype=float).ravel()
-    if t.shape != p.shape:
-        raise ValueError(f"{name}: y_true has {t.size} values but y_pred has {p.size}")
+    t = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    checks.same_shape(t, p, f"{name}: y_true vs y_pred")
     if t.size == 0:
         raise ValueError(f"{name}: empty input; there is nothing to evaluate")
-    if np.isnan(t).any() or np.isnan(p).any():
-        raise ValueError(f"{name}: input contains NaN; drop or impute missing values first")
+    t = checks.finite_array(t, f"{name}: y_true").ravel()
+    p = checks.finite_array(p, f"{name}: y_pred").ravel()
     return t, p
 
 
@@ -47,8 +52,7 @@ def mae(y_true, y_pred) -> float:
 def auc(labels, scores) -> float:
     """Area under the ROC curve (probability a positive outranks a negative)."""
     y, s = _pair(labels, scores, "auc")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("auc: labels must be 0/1 (or booleans)")
+    checks.binary_labels(y, "auc: labels")
     n_pos = y.sum()
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -60,15 +64,11 @@ def auc(labels, scores) -> float:
 def user_aucs(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> pd.DataFrame:
     """AUC within each user (columns ``auc``, ``n`` rows), for users that have both a positive
     and a negative row; the others have no AUC by definition. Ties count one half."""
-    y = np.asarray(labels, dtype=float).ravel()
-    s = np.asarray(scores, dtype=float).ravel()
+    y = checks.binary_labels(np.asarray(labels).ravel(), "user_aucs: labels")
+    s = checks.finite_array(np.asarray(scores).ravel(), "user_aucs: scores")
     u = np.asarray(users).ravel()
     if not len(y) == len(s) == len(u):
         raise ValueError(f"labels, scores, users differ in length: {len(y)}, {len(s)}, {len(u)}")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("labels must be 0/1 (or booleans)")
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN")
     frame = pd.DataFrame({"u": u, "y": y, "s": s})
     frame["rank"] = frame.groupby("u")["s"].rank(method="average")
     per = frame.groupby("u").agg(n=("y", "size"), pos=("y", "sum"))
@@ -91,8 +91,8 @@ def log_loss(labels, probs, eps: float = 1e-7) -> float:
     """Binary cross-entropy; probabilities must lie in [0, 1] (they are kept ``eps`` from the
     ends only so that a confident mistake costs a large finite loss, as in scikit-learn)."""
     y, p = _pair(labels, probs, "log_loss")
-    if (p < 0).any() or (p > 1).any():
-        raise ValueError("log_loss: probabilities must lie in [0, 1]; apply a sigmoid first")
+    checks.binary_labels(y, "log_loss: labels")
+    checks.probabilities(p, "log_loss: probabilities (apply a sigmoid first)")
     p = np.clip(p, eps, 1 - eps)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
@@ -109,13 +109,8 @@ def _check_ranking(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray]:
             f"got {s.shape} and {r.shape}"
         )
     if r.dtype != bool:
-        if not np.isin(r, (0, 1)).all():
-            raise ValueError("relevance must be boolean (or 0/1): binary relevance only")
-        r = r.astype(bool)
-    if not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if k > s.shape[1]:
-        raise ValueError(f"k={k} exceeds the number of candidate items ({s.shape[1]})")
+        r = checks.binary_labels(r, "relevance (binary relevance only)").astype(bool)
+    checks.integer(k, "k", minimum=1, maximum=s.shape[1])
     if np.isnan(s).any():
         raise ValueError("scores contain NaN; use -inf to exclude an item")
     keep = r.any(axis=1)
@@ -124,65 +119,92 @@ def _check_ranking(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray]:
     return s[keep], r[keep]
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores of each row, best first."""
+def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of the k highest scores of each row, best first; ties broken uniformly at random.
+
+    A row with a tie (at the cut or inside the top k) has its columns shuffled by a seeded
+    generator before selection, so every tied item is equally likely to be picked and ordered
+    first -- a scorer cannot profit from where an item sits in the row. Rows without ties skip the
+    shuffle (same result, less work). A 1-D ``scores`` is one row and gives a 1-D result.
+    """
     s = np.asarray(scores, dtype=float)
-    if not isinstance(k, (int, np.integer)) or k <= 0 or k > s.shape[-1]:
-        raise ValueError(f"k must be in 1..{s.shape[-1]}, got {k!r}")
+    if s.ndim not in (1, 2):
+        raise ValueError(f"scores must be 1-D (one user) or 2-D (users x items), got {s.shape}")
+    one_row = s.ndim == 1
+    s = s[None, :] if one_row else s
+    checks.integer(k, "k", minimum=1, maximum=s.shape[1])
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN; use -inf to exclude an item")
+    rng = np.random.default_rng(checks.seed(seed))
+    best = _sorted_top(s, k)
+    top_vals = np.take_along_axis(s, best, axis=1)
+    kth = top_vals[:, -1]
+    tied = ((s >= kth[:, None]).sum(axis=1) > k) | (top_vals[:, 1:] == top_vals[:, :-1]).any(axis=1)
+    if tied.any():  # only rows with a tie pay for the shuffle
+        rows = s[tied]
+        perm = rng.permuted(np.broadcast_to(np.arange(s.shape[1]), rows.shape), axis=1)
+        picked = _sorted_top(np.take_along_axis(rows, perm, axis=1), k)
+        best[tied] = np.take_along_axis(perm, picked, axis=1)
+    return best[0] if one_row else best
+
+
+def _sorted_top(s: np.ndarray, k: int) -> np.ndarray:
+    """Positions of each row's k largest values, best first (ties by position: callers shuffle)."""
     part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
 
 
-def _hits(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _hits(scores, relevance, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     s, r = _check_ranking(scores, relevance, k)
-    hits = np.take_along_axis(r, top_k(s, k), axis=1)
+    top = top_k(s, k, seed)
+    hits = np.take_along_axis(r, top, axis=1) & np.isfinite(np.take_along_axis(s, top, axis=1))
     return hits, r.sum(axis=1)
 
 
-def precision_at_k(scores, relevance, k: int) -> float:
+def precision_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of the top-k that is relevant, averaged over users with a relevant item."""
-    hits, _ = _hits(scores, relevance, k)
+    hits, _ = _hits(scores, relevance, k, seed)
     return float(hits.sum(axis=1).mean() / k)
 
 
-def recall_at_k(scores, relevance, k: int) -> float:
+def recall_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of each user's relevant items found in the top-k."""
-    hits, n_rel = _hits(scores, relevance, k)
+    hits, n_rel = _hits(scores, relevance, k, seed)
     return float((hits.sum(axis=1) / n_rel).mean())
 
 
-def hit_rate_at_k(scores, relevance, k: int) -> float:
+def hit_rate_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of users with at least one relevant item in the top-k."""
-    hits, _ = _hits(scores, relevance, k)
+    hits, _ = _hits(scores, relevance, k, seed)
     return float(hits.any(axis=1).mean())
 
 
-def ndcg_at_k(scores, relevance, k: int) -> float:
+def ndcg_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Normalised discounted cumulative gain with binary relevance and a log2 discount."""
-    hits, n_rel = _hits(scores, relevance, k)
+    hits, n_rel = _hits(scores, relevance, k, seed)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = hits @ discount
     idcg = np.cumsum(discount)[np.minimum(n_rel, k) - 1]
     return float((dcg / idcg).mean())
 
 
-def map_at_k(scores, relevance, k: int) -> float:
+def map_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Mean average precision at k (divides by ``min(k, n_relevant)``)."""
-    hits, n_rel = _hits(scores, relevance, k)
+    hits, n_rel = _hits(scores, relevance, k, seed)
     precision = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     return float(((precision * hits).sum(axis=1) / np.minimum(n_rel, k)).mean())
 
 
-def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,)) -> pd.DataFrame:
-    """All ranking metrics at each k, as one table (rows: k)."""
+def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,), seed: int = 0) -> pd.DataFrame:
+    """All ranking metrics at each k, as one table (rows: k); one tie-break for all of them."""
     rows = {
         k: {
-            "precision": precision_at_k(scores, relevance, k),
-            "recall": recall_at_k(scores, relevance, k),
-            "hit_rate": hit_rate_at_k(scores, relevance, k),
-            "ndcg": ndcg_at_k(scores, relevance, k),
-            "map": map_at_k(scores, relevance, k),
+            "precision": precision_at_k(scores, relevance, k, seed),
+            "recall": recall_at_k(scores, relevance, k, seed),
+            "hit_rate": hit_rate_at_k(scores, relevance, k, seed),
+            "ndcg": ndcg_at_k(scores, relevance, k, seed),
+            "map": map_at_k(scores, relevance, k, seed),
         }
         for k in ks
     }
@@ -193,24 +215,15 @@ def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,)) -> pd.DataFra
 
 
 def _pairs(df: pd.DataFrame, n_users: int, n_items: int, col_user: str, col_item: str):
-    missing = [c for c in (col_user, col_item) if c not in df.columns]
-    if missing:
-        raise KeyError(f"DataFrame lacks column(s) {missing}; it has {list(df.columns)}")
-    u = df[col_user].to_numpy()
-    i = df[col_item].to_numpy()
-    if len(u) and (u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items):
-        raise ValueError(
-            f"ids out of range: users must be in 0..{n_users - 1}, items in 0..{n_items - 1}"
-        )
-    return u, i
+    return checks.id_columns(df, n_users, n_items, col_user, col_item, "interactions")
 
 
 def relevance_matrix(
     df: pd.DataFrame,
     n_users: int,
     n_items: int,
-    col_user: str = "user_id",
-    col_item: str = "item_id",
+    col_user: str = USER,
+    col_item: str = ITEM,
 ) -> np.ndarray:
     """Boolean (users x items) matrix, True where the pair appears in ``df``."""
     u, i = _pairs(df, n_users, n_items, col_user, col_item)
@@ -220,21 +233,13 @@ def relevance_matrix(
 
 
 def exclude_seen(
-    scores: np.ndarray, seen: pd.DataFrame, col_user: str = "user_id", col_item: str = "item_id"
+    scores: np.ndarray, seen: pd.DataFrame, col_user: str = USER, col_item: str = ITEM
 ) -> np.ndarray:
     """A copy of ``scores`` with -inf at every (user, item) pair in ``seen`` (e.g. training
     interactions), so top-k lists only recommend new items."""
     out = np.array(scores, dtype=float, copy=True)
+    if out.ndim != 2:
+        raise ValueError(f"scores must be a 2-D (users x items) array, got shape {out.shape}")
     u, i = _pairs(seen, out.shape[0], out.shape[1], col_user, col_item)
     out[u, i] = -np.inf
     return out
-
-
-def popularity_scores(
-    train: pd.DataFrame, n_users: int, n_items: int, col_item: str = "item_id"
-) -> np.ndarray:
-    """The popularity baseline: every user gets each item's interaction count as its score."""
-    if col_item not in train.columns:
-        raise KeyError(f"DataFrame lacks column {col_item!r}")
-    counts = np.bincount(train[col_item].to_numpy(), minlength=n_items).astype(float)
-    return np.broadcast_to(counts, (n_users, n_items)).copy()

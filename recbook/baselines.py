@@ -1,0 +1,66 @@
+"""The simple rankers every top-k table needs beside a model: popularity and EASE.
+
+A model earns its place only by beating these on the same split. Popularity is the floor any
+personalised model must clear; EASE (Steck 2019, "Embarrassingly Shallow Autoencoders") is a
+closed-form item-item ridge regression that is famously hard to beat on implicit feedback, so a
+table without it flatters every model above it. Rating baselines (global mean, user + item
+biases) live in :mod:`recbook.mf` (``global_mean_model``, ``fit_biases``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recbook import checks
+from recbook.columns import ITEM, USER
+
+
+def interaction_matrix(
+    train: pd.DataFrame, n_users: int, n_items: int, col_user: str = USER, col_item: str = ITEM
+) -> sp.csr_matrix:
+    """Binary (users x items) CSR matrix of the pairs in ``train`` (repeats count once)."""
+    u, i = checks.id_columns(train, n_users, n_items, col_user, col_item, "train")
+    x = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_users, n_items))
+    x.data[:] = 1.0
+    return x
+
+
+def popularity_scores(
+    train: pd.DataFrame, n_users: int, n_items: int, col_item: str = ITEM
+) -> np.ndarray:
+    """Every user gets each item's interaction count in ``train`` as its score."""
+    checks.frame(train, (col_item,), "train")
+    items = checks.ids(train[col_item].to_numpy(), n_items, f"train[{col_item!r}]")
+    checks.integer(n_users, "n_users", minimum=1)
+    counts = np.bincount(items, minlength=n_items).astype(float)
+    return np.broadcast_to(counts, (n_users, n_items)).copy()
+
+
+def ease_weights(x: sp.spmatrix, l2: float = 200.0) -> np.ndarray:
+    """EASE's item-item matrix B: argmin ||X - XB||² + l2·||B||² with diag(B) = 0, in closed form
+    (B = I - P·diag(1/diag(P)), P = (XᵀX + l2·I)⁻¹)."""
+    l2 = checks.number(l2, "l2", positive=True)
+    gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return b
+
+
+def ease_scores(
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    l2: float = 200.0,
+    col_user: str = USER,
+    col_item: str = ITEM,
+) -> np.ndarray:
+    """Dense (users x items) EASE scores X·B from the binary interactions in ``train``.
+
+    ``l2`` should be chosen on a validation split (:func:`recbook.evaluation.tune`); values of a
+    few hundred suit catalogues of a few thousand items (Steck 2019 used 200–1000)."""
+    x = interaction_matrix(train, n_users, n_items, col_user, col_item)
+    return np.asarray(x @ ease_weights(x, l2))
