@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from recbook import checks
+from recbook.columns import ITEM, USER
 from recbook.runtime import import_tensorflow, record, seed_everything
 
 tf = import_tensorflow()  # before keras: keeps TensorFlow's C++ start-up lines out of outputs
@@ -27,7 +29,6 @@ from keras import layers, ops  # noqa: E402
 __all__ = [
     "start_notebook",
     "ItemScores",
-    "check_ids",
     "dot_product_model",
     "embedding_tables",
     "fit",
@@ -88,36 +89,9 @@ def start_notebook(device: str = "auto", seed: int = 0) -> str:
     return chosen
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _regulariser(l2: float):
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2!r}")
+    l2 = checks.number(l2, "l2", non_negative=True)
     return keras.regularizers.L2(l2) if l2 > 0 else None
-
-
-def check_ids(ids, n: int, name: str) -> np.ndarray:
-    """Return ``ids`` as int32 after checking they are whole numbers in ``0..n-1``.
-
-    An out-of-range id makes a Keras ``Embedding`` fail on CPU but silently return zeros on GPU,
-    so every id that enters a model here goes through this check first.
-    """
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of ids, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(
-            f"{name} must lie in 0..{n - 1}, found {arr.min()}..{arr.max()}; "
-            "re-index ids with the Dataset (ids are contiguous there)"
-        )
-    return arr.astype("int32")
 
 
 def make_dataset(
@@ -134,7 +108,7 @@ def make_dataset(
     does per-batch rather than per-row work. With ``shuffle`` every epoch draws a fresh
     permutation, reproducibly from ``seed``.
     """
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = checks.integer(batch_size, "batch_size", minimum=1)
     if not features:
         raise ValueError("features is empty; pass e.g. {'user_id': users, 'item_id': items}")
     arrays = {k: np.asarray(v) for k, v in features.items()}
@@ -192,11 +166,14 @@ def dot_product_model(
     trained on a loss; with ``activation="sigmoid"`` it scores clicks. Embedding tables are
     named ``user_embedding`` / ``item_embedding`` (see :func:`embedding_tables`).
     """
-    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
-    dim = _positive_int(dim, "dim")
+    n_users, n_items = (
+        checks.integer(n_users, "n_users", minimum=1),
+        checks.integer(n_items, "n_items", minimum=1),
+    )
+    dim = checks.integer(dim, "dim", minimum=1)
     reg = _regulariser(l2)
     init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
-    user, item = _id_input("user_id"), _id_input("item_id")
+    user, item = _id_input(USER), _id_input(ITEM)
     p = layers.Embedding(n_users, dim, embeddings_initializer=init, embeddings_regularizer=reg,
                          name="user_embedding")(user)  # fmt: skip
     q = layers.Embedding(n_items, dim, embeddings_initializer=init, embeddings_regularizer=reg,
@@ -212,7 +189,7 @@ def dot_product_model(
     if activation is not None:
         score = layers.Activation(activation, name=activation)(score)
     out = layers.Reshape((), name="score")(score)
-    return keras.Model({"user_id": user, "item_id": item}, out, name="dot_product")
+    return keras.Model({USER: user, ITEM: item}, out, name="dot_product")
 
 
 @keras.saving.register_keras_serializable(package="recbook")
@@ -262,9 +239,12 @@ def retrieval_model(
     The full softmax costs batch × n_items per step: fine for thousands of items; for a catalogue
     of ~10⁵ and more use a sampled softmax (``tf.nn.sampled_softmax_loss``) instead.
     """
-    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
-    dim = _positive_int(dim, "dim")
-    user = _id_input("user_id")
+    n_users, n_items = (
+        checks.integer(n_users, "n_users", minimum=1),
+        checks.integer(n_items, "n_items", minimum=1),
+    )
+    dim = checks.integer(dim, "dim", minimum=1)
+    user = _id_input(USER)
     p = layers.Embedding(
         n_users,
         dim,
@@ -273,7 +253,7 @@ def retrieval_model(
         name="user_embedding",
     )(user)
     logits = ItemScores(n_items, dim, l2=l2, seed=seed, name="item_scores")(p)
-    return keras.Model({"user_id": user}, logits, name="softmax_retrieval")
+    return keras.Model({USER: user}, logits, name="softmax_retrieval")
 
 
 def per_user_sigmoid_model(
@@ -284,9 +264,9 @@ def per_user_sigmoid_model(
     Inputs ``user_id`` (int) and ``item_features`` (the item's feature vector x_j). W and b are
     ``Embedding`` tables indexed by user, so all users train together in one batch.
     """
-    n_users = _positive_int(n_users, "n_users")
-    n_features = _positive_int(n_features, "n_features")
-    user = _id_input("user_id")
+    n_users = checks.integer(n_users, "n_users", minimum=1)
+    n_features = checks.integer(n_features, "n_features", minimum=1)
+    user = _id_input(USER)
     x = keras.Input(shape=(n_features,), dtype="float32", name="item_features")
     w = layers.Embedding(
         n_users,
@@ -298,7 +278,7 @@ def per_user_sigmoid_model(
     b = layers.Embedding(n_users, 1, embeddings_initializer="zeros", name="user_bias")(user)
     z = layers.Add(name="logit")([layers.Dot(axes=1, name="w_dot_x")([w, x]), b])
     out = layers.Reshape((), name="probability")(layers.Activation("sigmoid")(z))
-    return keras.Model({"user_id": user, "item_features": x}, out, name="per_user_sigmoid")
+    return keras.Model({USER: user, "item_features": x}, out, name="per_user_sigmoid")
 
 
 def _lookup(table: np.ndarray, name: str) -> layers.Embedding:
@@ -333,15 +313,18 @@ def mlp_click_model(
     compare with the dot product. Feature tables (rows indexed by id) are frozen lookups, so the
     model's inputs stay just ``user_id`` and ``item_id``.
     """
-    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
-    dim = _positive_int(dim, "dim")
+    n_users, n_items = (
+        checks.integer(n_users, "n_users", minimum=1),
+        checks.integer(n_items, "n_items", minimum=1),
+    )
+    dim = checks.integer(dim, "dim", minimum=1)
     if not hidden:
         raise ValueError("hidden must list at least one layer width, e.g. (64, 32)")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     reg = _regulariser(l2)
     init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
-    user, item = _id_input("user_id"), _id_input("item_id")
+    user, item = _id_input(USER), _id_input(ITEM)
     parts = [
         layers.Embedding(n_users, dim, embeddings_initializer=init, embeddings_regularizer=reg,
                          name="user_embedding")(user),
@@ -358,14 +341,14 @@ def mlp_click_model(
             parts.append(_lookup(table, name)(ids))
     h = layers.Concatenate(name="concat")(parts)
     for k, width in enumerate(hidden):
-        h = layers.Dense(_positive_int(width, "hidden width"), activation="relu",
+        h = layers.Dense(checks.integer(width, "hidden width", minimum=1), activation="relu",
                          kernel_initializer=keras.initializers.HeNormal(seed=seed),
                          name=f"dense_{k}")(h)  # fmt: skip
         if dropout:
             h = layers.Dropout(dropout, seed=seed, name=f"dropout_{k}")(h)
     out = layers.Dense(1, activation="sigmoid", name="click")(h)
     out = layers.Reshape((), name="probability")(out)
-    return keras.Model({"user_id": user, "item_id": item}, out, name="mlp_click")
+    return keras.Model({USER: user, ITEM: item}, out, name="mlp_click")
 
 
 def fit(
@@ -385,7 +368,7 @@ def fit(
     Returns the history as a DataFrame indexed by epoch (1-based). Progress is a tqdm bar
     (``tqdm.keras.TqdmCallback``) so Keras' own per-step logs stay off.
     """
-    _positive_int(epochs, "epochs")
+    checks.integer(epochs, "epochs", minimum=1)
     if not getattr(model, "compiled", False):
         raise ValueError("compile the model first, e.g. model.compile(optimizer='adam', loss=...)")
     callbacks: list[keras.callbacks.Callback] = []
@@ -425,14 +408,14 @@ def score_pairs(
     """Model output for each (user, item) row, as a float32 array (batched, no progress bar)."""
     n_users = n_users or _input_dim(model, "user_embedding")
     n_items = n_items or _input_dim(model, "item_embedding")
-    users = check_ids(users, n_users, "users")
-    items = check_ids(items, n_items, "items")
+    users = checks.ids(users, n_users, "users").astype("int32")
+    items = checks.ids(items, n_items, "items").astype("int32")
     if len(users) != len(items):
         raise ValueError(f"users ({len(users)}) and items ({len(items)}) differ in length")
     out = np.empty(len(users), dtype="float32")
     for start in range(0, len(users), batch_size):
         sl = slice(start, start + batch_size)
-        batch = {"user_id": tf.constant(users[sl]), "item_id": tf.constant(items[sl])}
+        batch = {USER: tf.constant(users[sl]), ITEM: tf.constant(items[sl])}
         out[sl] = np.asarray(model(batch, training=False)).reshape(-1)
     return out
 
@@ -442,10 +425,13 @@ def score_all(model: keras.Model, n_users: int, n_items: int) -> np.ndarray:
 
     Works for a ``retrieval_model`` (user -> all logits) and for any (user_id, item_id) model.
     """
-    n_users, n_items = _positive_int(n_users, "n_users"), _positive_int(n_items, "n_items")
-    if set(model.input) == {"user_id"}:
+    n_users, n_items = (
+        checks.integer(n_users, "n_users", minimum=1),
+        checks.integer(n_items, "n_items", minimum=1),
+    )
+    if set(model.input) == {USER}:
         outs = [
-            np.asarray(model({"user_id": tf.range(s, min(s + 1024, n_users))}, training=False))
+            np.asarray(model({USER: tf.range(s, min(s + 1024, n_users))}, training=False))
             for s in range(0, n_users, 1024)
         ]
         scores = np.concatenate(outs)

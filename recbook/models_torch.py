@@ -5,6 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbook import checks
+
+
+def check_id_batch(
+    user: torch.Tensor, item: torch.Tensor, n_users: int, n_items: int | None
+) -> None:
+    """Refuse a batch whose user/item id tensors differ in shape, are not integers, or hold an
+    id outside the tables (``n_items=None``: items are not checked here).
+
+    An out-of-range id fails obscurely on CPU and with a device-side assert (or silently) on a
+    GPU, so every embedding model checks its batch first. Only each tensor's min and max leave
+    the device, and they go through :func:`recbook.checks.ids` like every other id.
+    """
+    if user.shape != item.shape:
+        raise ValueError(f"user and item batches differ in shape: {user.shape} vs {item.shape}")
+    if user.numel() == 0:
+        return
+    for ids, n, what in ((user, n_users, "user ids"), (item, n_items, "item ids")):
+        if n is None:
+            continue
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"{what} must be an integer tensor (torch.long), got {ids.dtype}")
+        checks.ids(torch.stack([ids.min(), ids.max()]).cpu().numpy(), n, what)
+
 
 class BiasedMF(nn.Module):
     """Biased matrix factorisation: ``r_hat = mu + b_u + b_i + p_u . q_i`` (Koren et al. 2009).
@@ -38,21 +62,8 @@ class BiasedMF(nn.Module):
         for emb in (self.user_bias, self.item_bias):
             nn.init.zeros_(emb.weight)
 
-    def _check_ids(self, user: torch.Tensor, item: torch.Tensor) -> None:
-        if user.shape != item.shape:
-            raise ValueError(f"user and item batches differ in shape: {user.shape} vs {item.shape}")
-        if len(user) and (
-            int(user.max()) >= self.n_users
-            or int(item.max()) >= self.n_items
-            or int(user.min()) < 0
-            or int(item.min()) < 0
-        ):
-            raise IndexError(
-                f"ids out of range: users must be < {self.n_users}, items < {self.n_items}"
-            )
-
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        self._check_ids(user, item)
+        check_id_batch(user, item, self.n_users, self.n_items)
         dot = (self.user_factors(user) * self.item_factors(item)).sum(-1)
         return (
             self.global_mean

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recbook import checks
-from recbook.columns import ITEM, TIMESTAMP, USER
+from recbook.columns import ITEM, LABEL, TIMESTAMP, USER
 
 _CODE_LIMIT = np.iinfo(np.int64).max  # user * n_items + item must fit in an int64
 
@@ -206,8 +206,8 @@ def add_negatives(
     """``df``'s pairs labelled 1 plus ``n_neg`` sampled negatives per row labelled 0."""
     negatives = sample_negatives(df, n_items, n_neg=n_neg, seed=seed, **kwargs)
     cols = list(negatives.columns)
-    positives = df[cols].assign(label=1.0)
-    return pd.concat([positives, negatives.assign(label=0.0)], ignore_index=True)
+    positives = df[cols].assign(**{LABEL: 1.0})
+    return pd.concat([positives, negatives.assign(**{LABEL: 0.0})], ignore_index=True)
 
 
 def sample_eval_candidates(

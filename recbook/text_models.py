@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from recbook.columns import EVENT, ITEM, LABEL, USER
+from recbook.models_torch import check_id_batch
 from recbook.text import TextEncoder, mean_pool
 
 
@@ -81,6 +83,10 @@ class CachedTitleVectors(nn.Module):
     def dim(self) -> int:
         return int(self.table.shape[1])
 
+    @property
+    def n_items(self) -> int:
+        return int(self.table.shape[0])
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return self.table[items]
 
@@ -98,6 +104,10 @@ class EncodedTitleVectors(nn.Module):
     @property
     def dim(self) -> int:
         return int(self.encoder.config.hidden_size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.input_ids.shape[0])
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         distinct, inverse = torch.unique(items, return_inverse=True)
@@ -166,8 +176,7 @@ class TextTwoTower(nn.Module):
         return out[:, :-1], out[:, -1]
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        if user.shape != item.shape:
-            raise ValueError(f"user and item batches differ in shape: {user.shape} vs {item.shape}")
+        check_id_batch(user, item, self.n_users, getattr(self.titles, "n_items", None))
         vectors, item_bias = self.item_vectors(item)
         user_part = self.bias + self.user_bias(user).squeeze(-1)
         return user_part + item_bias + (self.user(user) * vectors).sum(-1)
@@ -265,9 +274,9 @@ def item_titles(items: pd.DataFrame, column: str | None = None) -> pd.Series:
     candidates = [column] if column else ["title", "description"]
     for name in candidates:
         if name in items.columns:
-            ordered = items.sort_values("item_id") if "item_id" in items.columns else items
-            if "item_id" in items.columns and not np.array_equal(
-                ordered["item_id"].to_numpy(), np.arange(len(items))
+            ordered = items.sort_values(ITEM) if ITEM in items.columns else items
+            if ITEM in items.columns and not np.array_equal(
+                ordered[ITEM].to_numpy(), np.arange(len(items))
             ):
                 raise ValueError("items.item_id must be the contiguous ids 0..n_items-1")
             return ordered[name].reset_index(drop=True)
@@ -285,11 +294,11 @@ def labelled_pairs(dataset: Any, n_neg: int = 4, seed: int = 0) -> pd.DataFrame:
     from recbook import splits
 
     events = dataset.events
-    if "event" in events.columns and (events["event"] == "view").any():
-        label = (events["event"] != "view").to_numpy(dtype=np.float32)
+    if EVENT in events.columns and (events[EVENT] == "view").any():
+        label = (events[EVENT] != "view").to_numpy(dtype=np.float32)
         return pd.DataFrame(
-            {"user_id": events["user_id"].to_numpy(), "item_id": events["item_id"].to_numpy()}
-        ).assign(label=label)
-    positives = dataset.positives()[["user_id", "item_id"]].drop_duplicates()
+            {USER: events[USER].to_numpy(), ITEM: events[ITEM].to_numpy(), LABEL: label}
+        )
+    positives = dataset.positives()[[USER, ITEM]].drop_duplicates()
     pairs = splits.add_negatives(positives, dataset.n_items, n_neg=n_neg, seed=seed)
-    return pairs.astype({"label": np.float32})
+    return pairs.astype({LABEL: np.float32})

@@ -4,6 +4,7 @@ early stopping on a validation loss, and the history as a DataFrame."""
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+
+from recbook import checks
 
 
 class TensorBatches:
@@ -30,10 +33,9 @@ class TensorBatches:
             raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
         if n == 0:
             raise ValueError("TensorBatches got empty tensors: nothing to train on")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.tensors, self.batch_size, self.shuffle = tensors, int(batch_size), shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.tensors, self.shuffle = tensors, shuffle
+        self.batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+        self.generator = torch.Generator().manual_seed(checks.seed(seed))
 
     def __len__(self) -> int:
         return -(-len(self.tensors[0]) // self.batch_size)
@@ -62,6 +64,18 @@ def _to(batch: Iterable[torch.Tensor], device: torch.device) -> list[torch.Tenso
     return [t.to(device, non_blocking=True) for t in batch]
 
 
+def _nan_hint(inputs: list[torch.Tensor], target: torch.Tensor) -> str:
+    """What to check when a loss is not finite: NaN/inf in the data, else divergence."""
+    bad = [
+        name
+        for name, t in [*((f"input {k}", x) for k, x in enumerate(inputs)), ("target", target)]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        return f"the batch's {', '.join(bad)} hold NaN or infinity: drop or impute those rows"
+    return "the inputs are finite, so training diverged: lower the learning rate"
+
+
 def evaluate_loss(
     model: torch.nn.Module, batches: Iterable, loss_fn: Callable, device: torch.device
 ) -> float:
@@ -75,6 +89,8 @@ def evaluate_loss(
             count += len(target)
     if count == 0:
         raise ValueError("evaluate_loss got no batches")
+    if not math.isfinite(total):
+        raise ValueError(f"the evaluation loss is {total / count}: NaN or infinity in the data?")
     return total / count
 
 
@@ -97,10 +113,11 @@ def fit(
     that many epochs without improvement and the best weights are restored (early stopping is
     what lets one default generalise across datasets of different sizes).
     """
-    if epochs <= 0:
-        raise ValueError(f"epochs must be positive, got {epochs}")
-    if patience is not None and (val_batches is None or patience <= 0):
-        raise ValueError("early stopping needs val_batches and a positive patience")
+    checks.integer(epochs, "epochs", minimum=1)
+    if patience is not None:
+        checks.integer(patience, "patience", minimum=1)
+        if val_batches is None:
+            raise ValueError("early stopping (patience=) needs val_batches")
     device = torch.device(device)
     model.to(device)
     rows, best_loss, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
@@ -109,15 +126,28 @@ def fit(
     for epoch in bar:
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
-        for batch in train_batches:
+        for step, batch in enumerate(train_batches, 1):
             *inputs, target = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(*inputs), target)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step, so the weights stay finite
+                bar.close()
+                raise ValueError(
+                    f"{desc}: the loss is {value} at epoch {epoch}, batch {step}; "
+                    f"{_nan_hint(inputs, target)}"
+                )
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(target)
+            total += value * len(target)
             count += len(target)
-        row = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if count == 0:
+            bar.close()
+            raise ValueError(
+                f"{desc}: train_batches yielded no batches in epoch {epoch}; pass a non-empty, "
+                "re-iterable source (a TensorBatches or DataLoader, not a used-up generator)"
+            )
+        row = {"epoch": epoch, "train_loss": total / count}
         if val_batches is not None:
             row["val_loss"] = evaluate_loss(model, val_batches, loss_fn, device)
         row["seconds"] = time.perf_counter() - t0

@@ -112,6 +112,10 @@ def test_two_tower_rejects_mismatched_batches() -> None:
     model = text_models.TextTwoTower(2, text_models.CachedTitleVectors(np.eye(3)), dim=2)
     with pytest.raises(ValueError, match="differ in shape"):
         model(torch.tensor([0, 1]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"user ids must lie in 0\.\.1, found 0\.\.2"):
+        model(torch.tensor([0, 2]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"item ids must lie in 0\.\.2, found -1\.\.1"):
+        model(torch.tensor([0, 1]), torch.tensor([-1, 1]))  # -1 silently read the last title
 
 
 def test_item_grouped_batches_cover_and_bound() -> None:

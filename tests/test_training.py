@@ -58,7 +58,7 @@ def test_bad_inputs():
         TensorBatches(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match="empty"):
         TensorBatches(torch.zeros(0))
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(ValueError, match=r"user ids must lie in 0\.\.2, found 5\.\.5"):
         BiasedMF(3, 3)(torch.tensor([5]), torch.tensor([0]))
     model = MLP(4)
     with pytest.raises(ValueError, match="val_batches"):
@@ -72,6 +72,45 @@ def test_bad_inputs():
         )
     with pytest.raises(ValueError, match="positive"):
         MLP(0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TensorBatches(torch.zeros(3), batch_size=0)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        fit(model, [], torch.nn.functional.mse_loss, optimizer=None, epochs=0)
+
+
+def _fit_mlp(batches, lr=0.01):
+    torch.manual_seed(0)
+    model = MLP(2, hidden=(4,))
+    opt = torch.optim.SGD(model.parameters(), lr)
+    return model, lambda: fit(
+        model, batches, torch.nn.functional.mse_loss, optimizer=opt, epochs=3, progress=False
+    )
+
+
+def test_fit_stops_on_nan_targets_before_the_weights_turn_nan():
+    x, y = torch.randn(8, 2), torch.randn(8)
+    y[5] = float("nan")
+    model, run = _fit_mlp(TensorBatches(x, y, batch_size=4, shuffle=False))
+    with pytest.raises(ValueError, match=r"loss is nan at epoch 1, batch 2; the batch's target"):
+        run()
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_fit_stops_when_training_diverges():
+    x, y = torch.randn(64, 2) * 1e3, torch.randn(64) * 1e3
+    _, run = _fit_mlp(TensorBatches(x, y, batch_size=8), lr=10.0)
+    with pytest.raises(ValueError, match="training diverged: lower the learning rate"):
+        run()
+
+
+def test_fit_refuses_an_empty_or_used_up_batch_source():
+    _, run = _fit_mlp([])
+    with pytest.raises(ValueError, match="yielded no batches in epoch 1"):
+        run()
+    batches = TensorBatches(torch.randn(4, 2), torch.randn(4))
+    _, run = _fit_mlp(b for b in batches)  # a generator: empty after the first epoch
+    with pytest.raises(ValueError, match="no batches in epoch 2"):
+        run()
 
 
 def test_compare_timings_reports_medians_and_ratios():
@@ -94,3 +133,17 @@ def test_compare_timings_reports_medians_and_ratios():
         training.compare_timings({"fast": run("fast", 1.0)}, reference="gone")
     with pytest.raises(ValueError, match="repeats"):
         training.compare_timings({"fast": run("fast", 1.0)}, reference="fast", repeats=0)
+
+
+def test_id_batches_are_checked_on_the_device_extremes():
+    from recbook.models_torch import check_id_batch
+
+    check_id_batch(torch.tensor([0, 2]), torch.tensor([1, 0]), 3, 2)
+    check_id_batch(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 3, 2)
+    with pytest.raises(ValueError, match="differ in shape"):
+        check_id_batch(torch.tensor([0]), torch.tensor([0, 1]), 3, 3)
+    with pytest.raises(ValueError, match=r"item ids must lie in 0\.\.1, found -1\.\.0"):
+        check_id_batch(torch.tensor([0, 1]), torch.tensor([0, -1]), 3, 2)
+    with pytest.raises(ValueError, match="user ids must be an integer tensor"):
+        check_id_batch(torch.tensor([0.0]), torch.tensor([0]), 3, 2)
+    check_id_batch(torch.tensor([0]), torch.tensor([99]), 3, None)  # items not checked
