@@ -1,10 +1,12 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from recbook import metrics
 from recbook.datasets import load
-from recbook.shop import CATEGORIES, REGIONS
+from recbook.shop import CATEGORIES, NEW_WORDS, REGIONS, TASKS
 
 
 @pytest.fixture(scope="module")
@@ -12,9 +14,15 @@ def shop():
     return load("shop", scale=0.3, seed=0)
 
 
+@pytest.fixture(scope="module")
+def shared():
+    return load("shop", scale=0.3, seed=0, title_vocabulary="shared")
+
+
 def test_deterministic_from_seed(shop):
     again = load("shop", scale=0.3, seed=0)
     pd.testing.assert_frame_equal(shop.events, again.events)
+    pd.testing.assert_frame_equal(shop.items, again.items)
     other = load("shop", scale=0.3, seed=1)
     assert not shop.events.item_id.equals(other.events.item_id)
 
@@ -27,6 +35,7 @@ def test_schema(shop):
     assert (shop.events.loc[shop.events.rating.notna(), "event"] == "purchase").all()
     assert not shop.ratings().duplicated(["user_id", "item_id"]).any()
     assert shop.items.title.str.len().min() > 10
+    assert shop.info["title_vocabulary"] == "new"
 
 
 def test_items_appear_only_after_release(shop):
@@ -48,7 +57,7 @@ def test_regions_differ_in_taste(shop):
     assert share.max(axis=0).min() > 1.5 * share.min(axis=0).min()
 
 
-def test_noise_floor_is_attained_by_truth(shop):
+def test_legacy_floors_are_attained_by_truth(shop):
     r = shop.ratings()
     best = shop.truth.expected_rating(r.user_id.to_numpy(), r.item_id.to_numpy())
     assert metrics.rmse(r.rating, best) == pytest.approx(shop.truth.rmse_floor)
@@ -56,11 +65,200 @@ def test_noise_floor_is_attained_by_truth(shop):
     assert 0.65 < shop.truth.auc_floor < 0.95
 
 
-def test_bad_sizes():
-    with pytest.raises(ValueError, match="too small"):
-        load("shop", n_users=2)
-    with pytest.raises(ValueError, match="scale"):
-        load("shop", scale=0)
+# --- per-task oracles -----------------------------------------------------------------------
+
+
+def _pairs(ds, n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, ds.n_users, n), rng.integers(0, ds.n_items, n)
+
+
+def test_oracle_ranges_and_order(shop):
+    t = shop.truth
+    u, i = _pairs(shop)
+    rating = t.score("rating", u, i)
+    assert rating.shape == (len(u),) and (rating >= 1).all() and (rating <= 5).all()
+    click, buy = t.click_probability(u, i), t.purchase_probability(u, i)
+    assert ((click > 0) & (click < 1)).all() and (buy < click).all() and (buy > 0).all()
+    exposure = t.exposure_probability(u, i)
+    assert (exposure >= 0).all() and (exposure < 1).all()
+    np.testing.assert_allclose(t.interaction_probability(u, i), exposure * click)
+    np.testing.assert_allclose(t.interaction_probability(u, i, event="purchase"), exposure * buy)
+    np.testing.assert_allclose(t.score("interaction-purchase", u, i), exposure * buy)
+    assert t.expected_rating(u, i) == pytest.approx(rating)
+    # the oracle is monotone in the affinity for every pointwise task
+    x = t.affinity(u, i)
+    assert (np.diff(t.click_probability(u, i)[np.argsort(x)]) >= 0).all()
+    assert (np.diff(rating[np.argsort(x)]) >= -1e-12).all()
+
+
+def test_dense_oracle_matches_pairwise(shop):
+    t = shop.truth
+    u, i = _pairs(shop, 300)
+    for task in TASKS:
+        dense = t.oracle_scores(task, shop.n_users, shop.n_items)
+        assert dense.shape == (shop.n_users, shop.n_items)
+        np.testing.assert_allclose(dense[u, i], t.score(task, u, i), rtol=1e-10, atol=1e-15)
+
+
+def test_exposure_sums_to_one_per_user(shop):
+    t = shop.truth
+    users = np.repeat(np.arange(50), shop.n_items)
+    items = np.tile(np.arange(shop.n_items), 50)
+    per_user = t.exposure_probability(users, items).reshape(50, shop.n_items).sum(axis=1)
+    np.testing.assert_allclose(per_user, 1.0, rtol=1e-9)
+    late = shop.items.release_day.to_numpy() >= t.cold_start_day
+    exposure = t.exposure_probability(users, items).reshape(50, shop.n_items)
+    assert (exposure[:, late].sum(axis=1) < 0.2).all()  # late items are on sale a short while
+
+
+def test_exposure_predicts_impression_counts(shop):
+    """The exposure oracle is the generator's item draw: expected counts match the events."""
+    t = shop.truth
+    n = np.bincount(shop.events.user_id, minlength=shop.n_users)
+    exposure = np.zeros(shop.n_items)
+    for start in range(0, shop.n_users, 300):
+        block = np.arange(start, min(start + 300, shop.n_users))
+        u = np.repeat(block, shop.n_items)
+        i = np.tile(np.arange(shop.n_items), len(block))
+        p = t.exposure_probability(u, i).reshape(len(block), shop.n_items)
+        exposure += n[block] @ p
+    observed = np.bincount(shop.events.item_id, minlength=shop.n_items)
+    chi2 = ((observed - exposure) ** 2 / exposure).sum()
+    assert chi2 < shop.n_items * 1.3  # about n_items for a correct model
+    late = shop.items.release_day.to_numpy() >= t.cold_start_day
+    assert observed[late].sum() == pytest.approx(exposure[late].sum(), rel=0.1)
+
+
+def test_purchase_oracle_is_calibrated(shop):
+    ev = shop.events
+    p = shop.truth.purchase_probability(ev.user_id, ev.item_id)
+    bought = (ev.event == "purchase").to_numpy()
+    assert p.mean() == pytest.approx(bought.mean(), abs=0.01)
+    assert metrics.auc(bought, p) > 0.7
+
+
+def test_click_oracle_beats_popularity_on_held_out_impressions(shop):
+    ev = shop.events
+    rng = np.random.default_rng(0)
+    test = rng.random(len(ev)) < 0.2
+    clicked = (ev.event != "view").to_numpy()
+    clicks_per_item = np.bincount(ev.item_id[~test & clicked], minlength=shop.n_items)
+    popularity = clicks_per_item / np.maximum(
+        np.bincount(ev.item_id[~test], minlength=shop.n_items), 1
+    )
+    oracle = shop.truth.click_probability(ev.user_id[test], ev.item_id[test])
+    auc_oracle = metrics.auc(clicked[test], oracle)
+    auc_pop = metrics.auc(clicked[test], popularity[ev.item_id[test]])
+    assert 0.75 < auc_oracle < 0.85
+    assert auc_oracle > auc_pop + 0.05
+
+
+def test_interaction_oracle_ranks_next_clicks(shop):
+    """Top-k: the interaction oracle finds the items users click better than popularity."""
+    ev = shop.events[shop.events.event != "view"]
+    last = ev.groupby("user_id").tail(1)
+    dense = shop.truth.oracle_scores("interaction-click")
+    rel = np.zeros_like(dense)
+    rel[last.user_id, last.item_id] = 1.0
+    pop = np.broadcast_to(np.bincount(ev.item_id, minlength=shop.n_items), dense.shape)
+    users = last.user_id.to_numpy()
+    hr_oracle = metrics.hit_rate_at_k(dense[users], rel[users], 10)
+    hr_pop = metrics.hit_rate_at_k(pop[users].astype(float), rel[users], 10)
+    assert hr_oracle > hr_pop + 0.05
+
+
+def test_oracle_errors(shop):
+    t = shop.truth
+    with pytest.raises(ValueError, match="unknown task 'ctr'"):
+        t.score("ctr", [0], [0])
+    with pytest.raises(ValueError, match="item_ids must lie in"):
+        t.click_probability([0], [shop.n_items])
+    with pytest.raises(ValueError, match="whole-number"):
+        t.expected_rating([0.5], [0])
+    with pytest.raises(ValueError, match="shapes differ"):
+        t.purchase_probability([0, 1], [0])
+    with pytest.raises(ValueError, match="unknown event"):
+        t.interaction_probability([0], [0], event="view")
+    with pytest.raises(ValueError, match="n_items=5 but the shop has"):
+        t.oracle_scores("click", shop.n_users, 5)
+
+
+# --- title vocabularies ---------------------------------------------------------------------
+
+
+def _tokens(titles, brands):
+    drop = {b.lower() for b in brands} | {"by"}
+    return {w for t in titles for w in re.findall(r"\w+", t.lower())} - drop
+
+
+def _warm_cold(ds):
+    late = ds.items.release_day >= ds.truth.cold_start_day
+    brands = ds.items.brand.unique()
+    return _tokens(ds.items.title[~late], brands), _tokens(ds.items.title[late], brands)
+
+
+def test_new_vocabulary_names_late_items_with_unseen_words(shop):
+    warm, cold = _warm_cold(shop)
+    assert not warm & cold
+    assert len(cold) > 50
+    # brands phrase the same noun differently: several headphone words among warm items
+    electronics = shop.items.title[shop.items.category == "electronics"].str.lower()
+    synonyms = NEW_WORDS["electronics"][0][0][0]
+    assert sum(electronics.str.contains(w).any() for w in synonyms) >= 2
+
+
+def test_shared_vocabulary_reuses_words(shared):
+    warm, cold = _warm_cold(shared)
+    assert len(cold - warm) <= 0.05 * len(cold)  # a rare word may turn up only late, by chance
+    assert shared.info["title_vocabulary"] == "shared"
+
+
+def test_vocabularies_differ_only_in_titles(shop, shared):
+    pd.testing.assert_frame_equal(shop.events, shared.events)
+    pd.testing.assert_frame_equal(
+        shop.items.drop(columns="title"), shared.items.drop(columns="title")
+    )
+    assert (shop.items.title != shared.items.title).mean() > 0.5
+
+
+# --- knobs and their errors -----------------------------------------------------------------
+
+
+def test_review_probability_thins_ratings():
+    full = load("shop", scale=0.2, seed=3)
+    half = load("shop", scale=0.2, seed=3, review_probability=0.5)
+    assert len(half.ratings()) == pytest.approx(len(full.ratings()) / 2, rel=0.1)
+    pd.testing.assert_frame_equal(
+        full.events.drop(columns="rating"), half.events.drop(columns="rating")
+    )
+
+
+def test_taste_sd_zero_leaves_only_biases_and_categories():
+    ds = load("shop", scale=0.1, taste_sd=0.0)
+    assert np.abs(ds.truth.user_factors[:, len(CATEGORIES) :]).max() == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_users": 2}, ValueError, "too small"),
+        ({"scale": 0}, ValueError, "scale must be > 0"),
+        ({"scale": float("nan")}, ValueError, "scale must be a finite number"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an integer"),
+        ({"n_events": 10.5}, TypeError, "n_events must be an integer"),
+        ({"late_item_fraction": 1.0}, ValueError, "late_item_fraction must be < 1"),
+        ({"rating_noise_sd": 0}, ValueError, "rating_noise_sd must be > 0"),
+        ({"taste_sd": -0.1}, ValueError, "taste_sd must be >= 0"),
+        ({"review_probability": 0}, ValueError, "review_probability must be > 0"),
+        ({"review_probability": 1.5}, ValueError, r"review_probability must be in \(0, 1\]"),
+        ({"title_vocabulary": "old"}, ValueError, "unknown title_vocabulary 'old'"),
+    ],
+)
+def test_bad_knobs(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load("shop", **kwargs)
 
 
 def test_unknown_dataset_name():
