@@ -53,13 +53,15 @@ from packaging.version import Version
 from sklearn.metrics import ndcg_score, roc_auc_score
 
 import recbook
-from recbook import baselines, datasets, metrics, plots, runtime, splits
+from recbook import baselines, datasets, evaluation, metrics, mf, plots, runtime, splits
 
 plots.setup()
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k", "movielens-1m", "online-retail" (downloaded once)
+DATA_PATH = None  # a local copy of the public data (zip, folder or workbook) if the download fails
 SEED = 0
+SEEDS = 3  # tie-break seeds for the baseline table (more where cheap)
 DEVICE = "auto"  # "auto" picks cuda > mps > cpu; $RECBOOK_DEVICE overrides
 SHOP_SCALE = 1.0  # multiplies the shop's users, items and events
 K = 10  # cut-off of the ranking metrics in "Measured"
@@ -219,7 +221,7 @@ print("package == hand arithmetic == scikit-learn")
 if DATASET == "shop":
     ds = datasets.load("shop", seed=SEED, scale=SHOP_SCALE)
 else:
-    ds = datasets.load(DATASET)
+    ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
 is_shop = ds.truth is not None
 print(ds)
 ds.events.head()
@@ -304,29 +306,52 @@ if is_shop:
     assert agreement > 0.5, "the observed region tastes should follow the generator's"
 
 # %% [markdown]
-# ### The noise floor
+# ### Oracle rows: how good a model could be, on *your* split
 #
 # Ratings are drawn as $\mathrm{clip}(\mathrm{round}(x + \varepsilon), 1, 5)$ with
-# $\varepsilon \sim \mathcal N(0, \sigma^2)$, where $x$ is the user-item affinity. Even a model
-# that knew every latent factor could not predict the noise: the best possible RMSE is that of
-# $\mathbb E[r \mid x]$, and the best possible click AUC is that of the true click probability.
-# `ds.truth` stores both. Predicting the training mean for everyone is the other end of the
-# scale: every model in the later notebooks should land between the two.
+# $\varepsilon \sim \mathcal N(0, \sigma^2)$, where $x$ is the user-item affinity; clicks are
+# coin flips with the true click probability; which item an impression shows follows the user's
+# category tastes and the items' popularity. Because the generator knows all of it, `ds.truth`
+# scores any (user, item) pair for each task the notebooks measure:
+#
+# | task | `ds.truth` | the best possible prediction of ... |
+# |---|---|---|
+# | `"rating"` | `expected_rating` | a rating, under squared error: $\mathbb E[r \mid u, i]$ |
+# | `"click"` | `click_probability` | a click on an item that is shown |
+# | `"purchase"` | `purchase_probability` | a purchase of an item that is shown |
+# | `"interaction-click"` | `interaction_probability` | *which* items the user will click next |
+#
+# A table's **oracle row** scores exactly the test rows (or candidate items) the models score,
+# with the truth instead of a model. It is the ceiling of that table: no model can beat it
+# except by luck. The **baselines** are the floor: the training mean and user + item biases for
+# ratings, popularity and an item-item model for rankings. A model is worth something where it
+# sits between the two, and how far it closes the gap is the measure.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 rating_train, rating_test = splits.per_user_split(ratings, test_size=0.2, seed=SEED)
-rmse_mean = metrics.rmse(
-    rating_test["rating"], np.full(len(rating_test), rating_train["rating"].mean())
-)
-floor = pd.Series({"RMSE of the training mean (test ratings)": rmse_mean})
+predictions = {
+    "training mean": np.full(len(rating_test), rating_train["rating"].mean()),
+    "user + item biases": mf.fit(rating_train, ds.n_users, ds.n_items, model="biases",
+                                 progress=False).predict(rating_test["user_id"], rating_test["item_id"]),
+}  # fmt: skip
 if is_shop:
-    floor["RMSE floor (Bayes-optimal prediction)"] = ds.truth.rmse_floor
-    floor["AUC floor (true click probability)"] = ds.truth.auc_floor
-    assert ds.truth.rmse_floor < rmse_mean
-floor.round(3).to_frame("value")
+    predictions["oracle (truth.expected_rating)"] = ds.truth.expected_rating(
+        rating_test["user_id"], rating_test["item_id"]
+    )
+rating_rows = pd.Series(
+    {name: metrics.rmse(rating_test["rating"], p) for name, p in predictions.items()},
+    name="test RMSE",
+)
+rmse_mean = rating_rows["training mean"]
+if is_shop:
+    assert rating_rows.iloc[-1] < rating_rows["user + item biases"] < rmse_mean
+rating_rows.round(3).to_frame()
 
 # %% [markdown]
+# The gap between the biases row and the oracle row is what personalisation can still win on
+# these ratings; notebooks 01 and 03 measure how much of it their models close.
+#
 # ## 4. Public data: loading, checksums, and what happens offline
 #
 # `datasets.load("movielens-100k")` downloads the GroupLens archive once with pooch, checks its
@@ -465,59 +490,119 @@ assert not pd.MultiIndex.from_frame(negatives).isin(seen).any(), "a negative was
 print(f"all split checks passed; {len(negatives)} sampled negatives, none of them a seen pair")
 
 # %% [markdown]
+# ### Ties must never pay
+#
+# The sampled protocol of many papers (NCF; Rendle et al. 2020) ranks each held-out item among
+# 99 sampled items, and `splits.sample_eval_candidates` puts the held-out item in column 0. If
+# ties were broken by position, a model that gives every candidate *the same* score would find
+# the held-out item first every time. `recbook.metrics` breaks ties uniformly at random (seeded),
+# so such a scorer gets the chance rate, $10/100$ for HR@10:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rating_users = rating_test.drop_duplicates("user_id")
+cands = splits.sample_eval_candidates(rating_users, ratings, ds.n_items, n_neg=99, seed=SEED)
+in_column_0 = np.zeros(cands.shape, dtype=bool)
+in_column_0[:, 0] = True
+constant = np.zeros(cands.shape)
+by_position = np.argsort(-constant, axis=1, kind="stable")[:, :K]  # what a naive sort does
+print(f"constant scorer, ties by position: HR@{K} = "
+      f"{np.take_along_axis(in_column_0, by_position, axis=1).any(axis=1).mean():.3f}")  # fmt: skip
+print(f"constant scorer, recbook.metrics:  HR@{K} = "
+      f"{metrics.hit_rate_at_k(constant, in_column_0, K):.3f} (chance {K / cands.shape[1]:.3f})")  # fmt: skip
+
+# %% [markdown]
 # One more leak, easy to commit by accident: computing item popularity on the *whole* log
-# (train and test) instead of on the training part. The next section measures how much that
-# flatters the simplest recommender.
+# (train and test) instead of on the training part. The next section measures whether that
+# flatters the simplest recommender here (it need not: on a temporal split the test period's
+# hits are partly new items that the leaked counts push up and partly items users already had).
 #
-# ## 6. Measured: the baselines every later notebook must beat
+# ## 6. Measured: the baselines and the oracle every later table carries
 #
-# On the temporal split, every user who appears on both sides gets a top-$k$ list of items they
-# have not interacted with in training, ranked by popularity (counted on training only, and — the
-# leak — on everything); random scores give the floor.
+# On the temporal split, every user who appears on both sides gets a top-$k$ list over the *whole
+# catalogue*, without the items they interacted with in training. Rows: random scores (the
+# floor), popularity counted on training only and — the leak — on everything, EASE (an item-item
+# ridge regression in closed form, Steck 2019: the strong simple model every ranking table in
+# recbook carries, its penalty chosen on a validation cut of the training period), and the
+# oracle (`truth.oracle_scores("interaction-click")`). The split is fixed; each seed redraws the
+# random scores and every tie-break, so the interval shows how much those alone move.
 
 # %%
 train, test = split_results["temporal (80% cut)"]
-seen_in_train = metrics.relevance_matrix(train, ds.n_users, ds.n_items)
-truth_matrix = metrics.relevance_matrix(test, ds.n_users, ds.n_items) & ~seen_in_train
-rng = np.random.default_rng(SEED)
-candidates = {
+fit_part, val_part = splits.temporal_split(train, quantile=0.85)
+
+
+def ease_validation_ndcg(l2: float) -> float:
+    scores = baselines.ease_scores(fit_part, ds.n_users, ds.n_items, l2=l2)
+    return evaluation.full_catalogue_metrics(scores, fit_part, val_part, k=K)["ndcg"]
+
+
+EASE_L2, ease_curve = evaluation.tune(ease_validation_ndcg, [20.0, 100.0, 500.0, 2500.0])
+print(f"EASE penalty chosen on validation: l2 = {EASE_L2:g}")
+fixed_scores = {
     "popularity (train counts)": baselines.popularity_scores(train, ds.n_users, ds.n_items),
     "popularity (leak: all counts)": baselines.popularity_scores(positives, ds.n_users, ds.n_items),
-    "random": rng.random((ds.n_users, ds.n_items)),
+    "EASE (item-item)": baselines.ease_scores(train, ds.n_users, ds.n_items, l2=EASE_L2),
 }
-ks = sorted({1, 5, K, 20, 50} & set(range(1, ds.n_items + 1)))
-reports = {
-    name: metrics.ranking_report(metrics.exclude_seen(s, train), truth_matrix, ks=tuple(ks))
-    for name, s in candidates.items()
-}
-baseline = pd.concat({name: r.loc[K] for name, r in reports.items()}, axis=1).T
-print(f"users evaluated: {int(truth_matrix.any(axis=1).sum())}; ranking metrics at k = {K}")
-baseline.round(4)
+if is_shop:
+    fixed_scores["oracle (truth)"] = ds.truth.oracle_scores("interaction-click")
+
+
+def baseline_run(seed: int) -> dict:
+    """Every row on the fixed temporal split; ``seed`` redraws random scores and tie-breaks."""
+    rows = {"random": np.random.default_rng(seed).random((ds.n_users, ds.n_items))}
+    rows.update(fixed_scores)
+    return {
+        name: evaluation.full_catalogue_metrics(s, train, test, k=K, seed=seed)
+        for name, s in rows.items()
+    }
+
+
+baseline_cmp = evaluation.compare(baseline_run, seeds=range(SEEDS))
+n_eval = int((metrics.relevance_matrix(test, ds.n_users, ds.n_items)
+              & ~metrics.relevance_matrix(train, ds.n_users, ds.n_items)).any(axis=1).sum())  # fmt: skip
+print(f"users evaluated: {n_eval}; metrics at k = {K}, mean [95 % interval] over {SEEDS} seeds")
+baseline_cmp.summary(["hit_rate", "ndcg", "recall", "precision"])
 
 # %%
-fig, ax = plt.subplots()
-for name, r in reports.items():
-    ax.plot(r.index, r["hit_rate"], marker="o", label=name)
-ax.set(xscale="log", xlabel="k", ylabel="hit rate @ k", title="baselines on the temporal split")
-ax.set_xticks(ks, [str(k) for k in ks])
-ax.legend(fontsize=8)
-plt.show()
+means = baseline_cmp.table()
+fig, ax = plt.subplots(figsize=(6, 3))
+order = means[("ndcg", "mean")].sort_values().index
+ax.barh(order, means.loc[order, ("ndcg", "mean")],
+        xerr=(means.loc[order, ("ndcg", "hi")] - means.loc[order, ("ndcg", "mean")]),
+        color="tab:blue")  # fmt: skip
+ax.set(xlabel=f"NDCG@{K} (full catalogue, temporal split)", title="floor, baselines, ceiling")
+fig.tight_layout()
 
 # %%
-honest = baseline.loc["popularity (train counts)"]
-leaky = baseline.loc["popularity (leak: all counts)"]
-assert honest["ndcg"] > 2 * baseline.loc["random", "ndcg"], "popularity must beat random"
-assert leaky["hit_rate"] > honest["hit_rate"], "counting test events should flatter popularity"
-print(f"the leak inflates HR@{K} from {honest['hit_rate']:.3f} to {leaky['hit_rate']:.3f}")
+honest = means.loc["popularity (train counts)"]
+leaky = means.loc["popularity (leak: all counts)"]
+assert honest[("ndcg", "mean")] > 2 * means.loc["random", ("ndcg", "mean")]
+evaluation.verdict(
+    "counting test events flatters popularity (HR@10, leak - honest)",
+    baseline_cmp.difference("popularity (leak: all counts)", "popularity (train counts)",
+                            "hit_rate"),
+)  # fmt: skip
+evaluation.verdict(
+    "EASE beats popularity (NDCG@10)",
+    baseline_cmp.difference("EASE (item-item)", "popularity (train counts)", "ndcg"),
+)
+if is_shop:
+    evaluation.verdict(
+        "the oracle beats EASE (NDCG@10)",
+        baseline_cmp.difference("oracle (truth)", "EASE (item-item)", "ndcg"),
+    )
 recbook.record("n_events", len(events))
 recbook.record("n_users", ds.n_users)
 recbook.record("n_items", ds.n_items)
 recbook.record("rmse_global_mean", round(rmse_mean, 4))
-recbook.record(f"pop_hr_at_{K}", round(float(honest["hit_rate"]), 4))
-recbook.record(f"pop_ndcg_at_{K}", round(float(honest["ndcg"]), 4))
+recbook.record("rmse_biases", round(rating_rows["user + item biases"], 4))
+recbook.record(f"pop_hr_at_{K}", round(honest[("hit_rate", "mean")], 4))
+recbook.record(f"pop_ndcg_at_{K}", round(honest[("ndcg", "mean")], 4))
+recbook.record(f"ease_ndcg_at_{K}", round(means.loc["EASE (item-item)", ("ndcg", "mean")], 4))
 if is_shop:
-    recbook.record("rmse_floor", round(ds.truth.rmse_floor, 4))
-    recbook.record("auc_floor", round(ds.truth.auc_floor, 4))
+    recbook.record("rmse_oracle", round(rating_rows.iloc[-1], 4))
+    recbook.record(f"oracle_ndcg_at_{K}", round(means.loc["oracle (truth)", ("ndcg", "mean")], 4))
 pd.Series(runtime.recorded(), dtype=object).to_frame("recorded")
 
 # %% [markdown]
@@ -525,9 +610,13 @@ pd.Series(runtime.recorded(), dtype=object).to_frame("recorded")
 #
 # - Check the machine first: the environment table and the device line are what to compare when
 #   a result differs from the stored one; `python -m recbook run` does the same headless.
-# - An error figure means little without its scale and the best achievable value ("improving UX
-#   with large models" §5.4 reports "RMSE 0.837" on min-max-scaled ratings; notebook 03 examines
-#   it). The shop states its noise floor, so every later RMSE and AUC can be read against it.
+# - An error figure means little without its scale: every table in recbook carries baselines
+#   (the floor) and, on the shop, an oracle row computed on the same split (the ceiling).
+#   ("improving UX with large models" §5.4 reports "RMSE 0.837" on min-max-scaled ratings;
+#   notebook 03 examines it.)
+# - Ties never pay: a constant scorer gets the chance rate, wherever the held-out item sits.
+# - Comparisons run over several seeds and report a 95 % interval; a claim is "confirmed" only
+#   when the interval of the paired difference excludes zero (`evaluation.verdict`).
 # - Public data is verified by checksum; offline, the error says where to put the file.
 # - The split is part of the question. Random and per-user splits let the model see each user's
 #   future; leave-last-out and temporal splits do not; the checks above prove it for this data.
