@@ -263,7 +263,7 @@ def tune(
         raise ValueError("tune: empty grid")
     scores = pd.Series(
         [checks.number(fit_score(v), f"score at {v!r}") for v in tqdm(values, desc, leave=False)],
-        index=pd.Index(values, name="value"),
+        index=pd.Index(values, name="value", tupleize_cols=False),
         name="validation score",
     )
     return scores.idxmax(), scores

@@ -110,3 +110,7 @@ def test_full_catalogue_metrics_removes_training_items():
 def test_tune_picks_the_best_validation_value():
     best, scores = evaluation.tune(lambda v: -((v - 3) ** 2), [1, 2, 3, 4])
     assert best == 3 and len(scores) == 4
+    best, scores = evaluation.tune(lambda v: v[0] * v[1], [(0.1, 2.0), (0.5, 3.0)])
+    assert best == (0.5, 3.0) and scores[(0.1, 2.0)] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="empty grid"):
+        evaluation.tune(lambda v: v, [])
