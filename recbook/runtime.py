@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recbook import checks
+
 DEVICE_ENV = "RECBOOK_DEVICE"
 RECORD_ENV = "RECBOOK_RECORD_FILE"
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -62,16 +64,19 @@ def import_tensorflow():
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and, when already imported, torch, TensorFlow and Keras.
+    """Seed python's ``random``, numpy's global generator and, when already imported, torch,
+    TensorFlow and Keras.
 
     Call it after the imports; frameworks that are not imported are not loaded just to seed
-    them (importing torch costs seconds in a TensorFlow-only notebook).
+    them (importing torch costs seconds in a TensorFlow-only notebook). What it does not do:
+    fix ``str`` hashing (the order of a ``set`` of strings). That is chosen when the
+    interpreter starts, so only ``PYTHONHASHSEED`` set before Python (or the kernel) starts
+    fixes it; setting it here would have no effect, so it is not set. recbook's code does not
+    depend on set order. Nor does it make GPU kernels deterministic.
     """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = checks.seed(seed)
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     if "torch" in sys.modules:
         import torch
 

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -26,8 +27,19 @@ def test_seed_everything_repeats():
     a = torch.rand(3)
     runtime.seed_everything(7)
     assert torch.equal(a, torch.rand(3))
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="seed must be >= 0"):
         runtime.seed_everything(-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        runtime.seed_everything(1.5)
+
+
+def test_seed_everything_leaves_pythonhashseed_alone(monkeypatch):
+    """Setting PYTHONHASHSEED at run time has no effect on the running interpreter, so
+    seed_everything no longer pretends to fix str hashing."""
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    runtime.seed_everything(3)
+    assert "PYTHONHASHSEED" not in os.environ
+    assert "PYTHONHASHSEED" in runtime.seed_everything.__doc__
 
 
 def test_record_to_file(tmp_path, monkeypatch):
