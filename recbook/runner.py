@@ -11,7 +11,9 @@ device it used by recording it: ``recbook.record("device", str(dev))``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -179,6 +181,28 @@ def plan(paths: list[Path], params: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+class _SkipLineInference(logging.Filter):
+    """Drops papermill's "Unable to parse line ..." warnings.
+
+    papermill infers a notebook's parameters line by line and gives up on any line with a
+    second ``=`` (``DEVICE = "auto"  # auto = cuda > cpu``); it only uses the result to warn
+    about unknown names. The runner has already read the parameters cell with ``ast``
+    (:func:`notebook_parameters`) and refused unknown names, so those warnings are noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unable to parse line")
+
+
+@contextlib.contextmanager
+def _without_line_inference_warnings():
+    logger, quiet = logging.getLogger("papermill.translators"), _SkipLineInference()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def run_notebook(
     path: Path,
     out_dir: Path,
@@ -199,15 +223,16 @@ def run_notebook(
         error = None
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(path),
-                str(output),
-                parameters=parameters,
-                kernel_name=KERNEL_NAME,
-                cwd=str(path.resolve().parent),
-                progress_bar=progress,
-                execution_timeout=timeout,
-            )
+            with _without_line_inference_warnings():
+                papermill.execute_notebook(
+                    str(path),
+                    str(output),
+                    parameters=parameters,
+                    kernel_name=KERNEL_NAME,
+                    cwd=str(path.resolve().parent),
+                    progress_bar=progress,
+                    execution_timeout=timeout,
+                )
         except papermill.PapermillExecutionError as exc:
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         except Exception as exc:  # kernel died, timeout, unreadable notebook: report, go on

@@ -181,8 +181,23 @@ def test_summary_table_columns():
 # -- end to end: real kernels --------------------------------------------------------------
 
 
-def test_run_end_to_end(tmp_path, kernel_env, capsys):
-    nb = make_notebook(tmp_path / "00_tiny.ipynb", GOOD_BODY)
+def test_papermill_line_warnings_are_dropped_only_inside_the_runner(caplog):
+    from papermill.translators import PythonTranslator
+
+    cell = nbformat.v4.new_code_cell('DEVICE = "auto"  # auto = cuda > cpu\nSEED = 0\n')
+    with caplog.at_level("WARNING"):
+        PythonTranslator.inspect(cell)
+    assert "Unable to parse line 1" in caplog.text  # papermill's own behaviour ...
+    caplog.clear()
+    with caplog.at_level("WARNING"), runner._without_line_inference_warnings():
+        PythonTranslator.inspect(cell)
+    assert caplog.text == ""  # ... silenced while the runner executes
+    assert runner.notebook_parameters  # which reads such lines with ast instead
+
+
+def test_run_end_to_end(tmp_path, kernel_env, capsys, caplog):
+    params = 'SCALE = 2  # scale = 2 is the default\nLABEL = "a"\n'
+    nb = make_notebook(tmp_path / "00_tiny.ipynb", GOOD_BODY, params)
     out = tmp_path / "out"
     code = main(["run", str(nb), "-p", "SCALE=3", "-p", "LABEL=hello", "--out", str(out)])
     captured = capsys.readouterr()
@@ -200,6 +215,7 @@ def test_run_end_to_end(tmp_path, kernel_env, capsys):
     assert len(injected) == 1 and "SCALE = 3" in injected[0].source
     assert "00_tiny" in captured.out and "doubled=63" in captured.out
     assert os.environ.get("RECBOOK_RECORD_FILE") is None
+    assert "Unable to parse" not in caplog.text + captured.err
 
 
 def test_failing_notebook_exit_1_and_others_still_run(tmp_path, kernel_env, capsys):
