@@ -1,0 +1,277 @@
+"""Property-based tests: random shapes, NaNs and id ranges give a correct result or a clear error.
+
+"Clear" means ValueError, KeyError or TypeError with a message that names what was wrong; an
+IndexError, a numpy broadcasting error or a silently wrong result is a bug. Each test keeps its
+examples small so the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from recbook import checks, metrics, splits
+
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+CLEAR = (ValueError, KeyError, TypeError)
+
+
+def clear(exc: BaseException) -> bool:
+    """A clear error: one of the documented types, with a message of some substance."""
+    return isinstance(exc, CLEAR) and len(str(exc)) >= 15
+
+
+def attempt(fn, *args, **kwargs):
+    """``(result, None)`` or ``(None, error)``; any error that is not clear fails the test."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001 - the point is to look at every error
+        assert clear(exc), f"obscure error {type(exc).__name__}: {exc}"
+        return None, exc
+
+
+id_values = st.one_of(
+    st.integers(-3, 12),
+    st.floats(-3, 12),
+    st.sampled_from([0.5, 2.0, np.nan, -np.inf]),
+)
+
+
+# --- recbook.checks ----------------------------------------------------------------------------
+
+
+@FAST
+@given(values=st.lists(id_values, max_size=8), n=st.integers(1, 10))
+def test_ids_are_whole_numbers_in_range_or_refused(values, n):
+    arr = np.array(values, dtype=float if any(isinstance(v, float) for v in values) else int)
+    out, err = attempt(checks.ids, arr, n, "ids")
+    if err is None:
+        assert out.dtype == np.int64 and np.array_equal(out, arr)
+        assert ((out >= 0) & (out < n)).all()
+    else:
+        assert not (np.isfinite(arr).all() and (arr == np.round(arr)).all() and
+                    ((arr >= 0) & (arr < n)).all())  # fmt: skip
+
+
+@FAST
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=2, max_side=5),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
+def test_float_checks_accept_exactly_their_domain(arr):
+    finite = np.isfinite(arr).all()
+    _, err = attempt(checks.finite_array, arr, "x")
+    assert (err is None) == finite
+    _, err = attempt(checks.probabilities, arr, "p")
+    assert (err is None) == (finite and ((arr >= 0) & (arr <= 1)).all())
+    _, err = attempt(checks.binary_labels, arr, "y")
+    assert (err is None) == np.isin(arr, (0.0, 1.0)).all()
+
+
+@FAST
+@given(value=st.one_of(st.floats(allow_nan=True), st.integers(-5, 5), st.booleans(), st.text()))
+def test_number_fraction_and_integer(value):
+    v, err = attempt(checks.number, value, "x", positive=True)
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    assert (err is None) == (real and math.isfinite(value) and value > 0)
+    if err is None:
+        assert v == float(value)
+    _, err = attempt(checks.fraction, value, "f")
+    assert (err is None) == (real and math.isfinite(value) and 0 < value < 1)
+    _, err = attempt(checks.integer, value, "k", minimum=0)
+    assert (err is None) == (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
+# --- recbook.splits ----------------------------------------------------------------------------
+
+
+@st.composite
+def events(draw, max_rows=30, nan_times=True):
+    n = draw(st.integers(0, max_rows))
+    users = draw(st.lists(st.integers(0, 6), min_size=n, max_size=n))
+    items = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
+    times = draw(
+        st.lists(
+            st.one_of(
+                st.integers(0, 50).map(float), st.just(np.nan) if nan_times else st.nothing()
+            ),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    return pd.DataFrame({"user_id": users, "item_id": items, "timestamp": times})
+
+
+def assert_partition(df, train, test):
+    assert len(train) + len(test) == len(df)
+    key = ["user_id", "item_id", "timestamp"]
+    both = pd.concat([train, test])[key].sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(both, df[key].sort_values(key, ignore_index=True))
+
+
+@FAST
+@given(df=events(nan_times=False), size=st.floats(-0.5, 1.5), seed=st.integers(-2, 5))
+def test_random_and_per_user_splits_partition_or_refuse(df, size, seed):
+    for split in (splits.random_split, splits.per_user_split):
+        out, err = attempt(split, df, size, seed=seed)
+        if err is None:
+            assert_partition(df, *out)
+            assert len(df) > 0 and 0 < size < 1 and seed >= 0
+        if split is splits.per_user_split and err is None:
+            assert set(out[1].user_id) <= set(out[0].user_id)
+
+
+@FAST
+@given(df=events(), q=st.floats(0.05, 0.95))
+def test_temporal_split_is_a_time_cut_or_refuses(df, q):
+    out, err = attempt(splits.temporal_split, df, quantile=q)
+    if df["timestamp"].isna().any():
+        assert err is not None and "timestamp" in str(err)
+    if err is None:
+        train, test = out
+        assert_partition(df, train, test)
+        assert train.timestamp.max() < test.timestamp.min()
+
+
+@FAST
+@given(df=events(nan_times=False))
+def test_leave_last_out_takes_each_users_latest(df):
+    out, err = attempt(splits.leave_last_out, df)
+    if err is None:
+        train, test = out
+        assert_partition(df, train, test)
+        assert test.user_id.is_unique
+        for row in test.itertuples():
+            assert row.timestamp >= train.loc[train.user_id == row.user_id, "timestamp"].max()
+
+
+@FAST
+@given(df=events(max_rows=15, nan_times=False), n_items=st.integers(1, 12), n_neg=st.integers(1, 3))
+def test_sample_negatives_are_unseen_in_range_or_refused(df, n_items, n_neg):
+    for strategy in ("uniform", "popularity"):
+        neg, err = attempt(splits.sample_negatives, df, n_items, n_neg, strategy, seed=0)
+        if df["item_id"].ge(n_items).any() and len(df):
+            assert err is not None and "item_id" in str(err)
+        if err is None:
+            assert len(neg) == n_neg * len(df)
+            assert neg["item_id"].between(0, n_items - 1).all()
+            seen = set(zip(df.user_id, df.item_id))
+            assert not seen & set(zip(neg.user_id, neg.item_id))
+
+
+@FAST
+@given(
+    test=events(max_rows=8, nan_times=False),
+    seen=events(max_rows=15, nan_times=False),
+    n_items=st.integers(1, 12),
+    n_neg=st.integers(0, 6),
+)
+def test_eval_candidates_are_distinct_unseen_or_refused(test, seen, n_items, n_neg):
+    out, err = attempt(splits.sample_eval_candidates, test, seen, n_items, n_neg, seed=0)
+    if err is None:
+        assert out.shape == (len(test), 1 + n_neg)
+        assert (out[:, 0] == test.item_id.to_numpy()).all()
+        assert ((out >= 0) & (out < n_items)).all()
+        pairs = set(zip(seen.user_id, seen.item_id)) | set(zip(test.user_id, test.item_id))
+        for user, row in zip(test.user_id, out):
+            assert len(set(row)) == len(row)
+            assert not {(user, i) for i in row[1:]} & pairs
+
+
+# --- recbook.metrics (documented behaviour) ----------------------------------------------------
+
+score_values = st.one_of(
+    st.integers(-2, 2).map(float), st.floats(-3, 3), st.sampled_from([-np.inf, np.nan])
+)
+
+
+@st.composite
+def rankings(draw):
+    users, items = draw(st.integers(1, 4)), draw(st.integers(1, 7))
+    scores = draw(hnp.arrays(np.float64, (users, items), elements=score_values))
+    relevance = draw(hnp.arrays(np.bool_, (users, items)))
+    k = draw(st.integers(0, items + 1))
+    return scores, relevance, k
+
+
+@FAST
+@given(case=rankings())
+def test_ranking_metrics_are_bounded_and_never_count_excluded_items(case):
+    scores, relevance, k = case
+    for metric in (metrics.precision_at_k, metrics.recall_at_k, metrics.ndcg_at_k,
+                   metrics.hit_rate_at_k, metrics.map_at_k):  # fmt: skip
+        value, err = attempt(metric, scores, relevance, k, seed=1)
+        if np.isnan(scores).any() or not 1 <= k <= scores.shape[1] or not relevance.any():
+            assert err is not None
+        if err is None:
+            assert 0.0 <= value <= 1.0
+            reachable = relevance & np.isfinite(scores)
+            if not reachable.any():
+                assert value == 0.0  # -inf (excluded) items are never hits
+
+
+@FAST
+@given(case=rankings())
+def test_top_k_picks_the_k_largest(case):
+    scores, _, k = case
+    assume(not np.isnan(scores).any())
+    top, err = attempt(metrics.top_k, scores, k, seed=3)
+    if err is None:
+        assert top.shape == (scores.shape[0], k)
+        picked = np.sort(np.take_along_axis(scores, top, axis=1), axis=1)
+        best = np.sort(scores, axis=1)[:, scores.shape[1] - k :]
+        np.testing.assert_array_equal(picked, best)
+        assert all(len(set(row)) == k for row in top)
+        one, _ = attempt(metrics.top_k, scores[0], k, seed=3)
+        assert one.shape == (k,)
+
+
+def test_top_k_breaks_ties_at_random_not_by_position():
+    """A constant scorer finds the one relevant item at the chance rate wherever it sits."""
+    scores, relevance = np.zeros((2000, 10)), np.zeros((2000, 10), dtype=bool)
+    relevance[:, 0] = True  # first column: a position tie-break would always find it
+    assert abs(metrics.hit_rate_at_k(scores, relevance, 1, seed=0) - 0.1) < 0.03
+
+
+@FAST
+@given(
+    shape_a=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+    shape_b=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+)
+def test_rating_metrics_refuse_shape_mismatch(shape_a, shape_b):
+    a, b = np.ones(shape_a), np.zeros(shape_b)
+    for metric in (metrics.rmse, metrics.mae):
+        value, err = attempt(metric, a, b)
+        assert (err is None) == (shape_a == shape_b)
+        if err is None:
+            assert value == 1.0
+
+
+@FAST
+@given(
+    labels=st.lists(st.sampled_from([0.0, 1.0, 2.0, -1.0, 0.5, np.nan]), min_size=1, max_size=6),
+    p=st.floats(0, 1),
+)
+def test_log_loss_needs_binary_labels_and_is_never_negative(labels, p):
+    y = np.array(labels)
+    value, err = attempt(metrics.log_loss, y, np.full(len(y), p))
+    assert (err is None) == np.isin(y, (0.0, 1.0)).all()
+    if err is None:
+        assert value >= 0
+
+
+@pytest.mark.parametrize("bad", [[0, 2], [-1, 1]])
+def test_auc_refuses_non_binary_labels(bad):
+    with pytest.raises(ValueError, match="0/1"):
+        metrics.auc(bad, [0.1, 0.9])
