@@ -1,0 +1,297 @@
+"""The README's tables of measured figures, generated from recorded runs -- never typed in.
+
+README.md holds marked sections::
+
+    <!-- table:notebooks -->
+    ...generated...
+    <!-- /table:notebooks -->
+
+``notebooks`` is rendered from ``benchmarks/results/notebooks.json`` (a copy of the runner's
+``summary.json``; ``notebooks-gpu.json``, when present, fills the GPU column); any other name
+``NAME`` from the benchmark file ``benchmarks/results/NAME.json`` (see :mod:`recbook.results`).
+``python -m recbook.readme`` rewrites the sections in place, ``--check`` only reports stale ones
+(exit 1), and ``--notebooks-from runs/<stamp>/summary.json`` first records a new runner summary.
+``tests/test_readme.py`` fails when README.md differs from what this module renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from recbook import results
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+NOTEBOOKS = "notebooks"
+
+_BLOCK = re.compile(
+    r"(?P<open><!-- table:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /table:(?P=name) -->)",
+    re.S,
+)
+_OPEN = re.compile(r"<!-- table:([A-Za-z0-9_.-]+) -->")
+
+#: Static text of the notebook table: what each notebook reproduces and with what.
+NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
+    "00_setup_and_data": (
+        "environment, the shop, public data, splits, metrics by hand",
+        "numpy, pandas",
+    ),
+    "01_dot_product_embeddings": ("000 §4.2/§5.2, 004 §4.2/§5.2", "TensorFlow / Keras"),
+    "02_sigmoid_mlp": ("001 §4–§5, 004 §4.2.1", "Keras"),
+    "03_matrix_factorization": ("002 §4.3/§5.2", "numpy + PyTorch"),
+    "04_bert_finetuning": ("003 §3.2/§5.2", "PyTorch + transformers"),
+    "05_differential_privacy": ("003 §4.3; privacy claims of 000/001/003", "PyTorch + Opacus"),
+    "06_federated_averaging": ("FL claims of 000/001/003", "PyTorch + Flower"),
+}
+
+#: Which recorded values make a notebook's headline, in order, as (label, record name). A
+#: notebook not listed shows every value it recorded except ``device``. A listed name that the
+#: run did not record is an error, so a renamed record cannot silently vanish from the README.
+HEADLINES: dict[str, list[tuple[str, str]]] = {}
+
+#: Metadata keys of a benchmark row that are not figures.
+_ROW_META = ("model", "dataset", "split", "peer", "n_seeds")
+
+
+class ReadmeError(ValueError):
+    """A marked section that cannot be rendered (missing file, unclosed marker, bad record)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def _machine(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "machine not recorded"
+    parts = [f"{m.get('cpu_cores', '?')} CPU cores ({m.get('processor', '?')})"]
+    if m.get("memory_gb"):
+        parts.append(f"{m['memory_gb']:g} GB")
+    parts.append(f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU")
+    return ", ".join(parts)
+
+
+def _headline(notebook: str, records: dict[str, Any]) -> str:
+    if notebook not in HEADLINES:
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in records.items() if k != "device")
+    cells = []
+    for label, key in HEADLINES[notebook]:
+        if key not in records:
+            raise ReadmeError(
+                f"README headline of {notebook} needs the record {key!r}, which the recorded run "
+                f"lacks (it has {sorted(records)}); re-run it or edit recbook.readme.HEADLINES"
+            )
+        cells.append(f"{label} {_fmt(records[key])}")
+    return ", ".join(cells)
+
+
+def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
+    """The notebook table from a runner summary (and optionally a GPU run's summary)."""
+    rows = summary.get("notebooks")
+    if not isinstance(rows, list) or not rows:
+        raise ReadmeError("the notebook summary has no 'notebooks' list (not a runner summary?)")
+    gpu_s = {r["notebook"]: r for r in (gpu or {}).get("notebooks", [])}
+    lines = [
+        "| notebook | reproduces (article, section) | framework | CPU s | GPU s | "
+        "headline (recorded by the run) |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = 0.0
+    for r in rows:
+        name = r["notebook"]
+        what, framework = NOTEBOOK_INFO.get(name, ("", ""))
+        status = "" if r.get("status") == "ok" else f" **{r.get('status')}**"
+        g = gpu_s.get(name)
+        gpu_cell = f"{g['wall_s']:.0f}" if g and g.get("status") == "ok" else "not measured"
+        total += float(r["wall_s"])
+        lines.append(
+            f"| [{name}](notebooks/{name}.ipynb) | {what} | {framework} | "
+            f"{float(r['wall_s']):.0f}{status} | {gpu_cell} | {_headline(name, r['records'])} |"
+        )
+    total_gpu = sum(float(g["wall_s"]) for g in gpu_s.values()) if gpu_s else None
+    gpu_total = f"**{total_gpu:.0f}**" if total_gpu is not None else ""
+    lines.append(f"| **all {len(rows)}** | | | **{total:.0f}** | {gpu_total} | |")
+    params = summary.get("parameters") or {}
+    shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
+    lines.append("")
+    lines.append(
+        f"Recorded by `python -m recbook run` ({shown}), finished {summary.get('finished', '?')}, "
+        f"on {_machine(summary.get('machine'))}."
+    )
+    if gpu:
+        lines.append(
+            f"GPU column: run finished {gpu.get('finished', '?')} "
+            f"on {_machine(gpu.get('machine'))}."
+        )
+    return "\n".join(lines)
+
+
+def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        for key in row:
+            if key in _ROW_META or key.endswith(("_lo", "_hi", "_sd")) or key in cols:
+                continue
+            cols.append(key)
+    return cols
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    if key not in row or row[key] is None:
+        return "—"
+    value = row[key]
+    text = f"{value:.3f}" if isinstance(value, float) and key != "fit_s" else _fmt(value)
+    if key == "fit_s" and isinstance(value, (int, float)):
+        text = f"{value:.2f}"
+    if f"{key}_lo" in row and f"{key}_hi" in row:
+        text += f" ({row[f'{key}_lo']:.3f}–{row[f'{key}_hi']:.3f})"
+    elif f"{key}_sd" in row:
+        text += f" ± {row[f'{key}_sd']:.3f}"
+    return text
+
+
+def render_benchmark(doc: dict[str, Any]) -> str:
+    """A benchmark results file (see :mod:`recbook.results`) as a markdown table."""
+    rows = results.check_rows(doc.get("rows"), f"benchmark {doc.get('benchmark')!r}")
+    cols = _metric_columns(rows)
+    head = ["model", "library"] + cols
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        library = "peer" if row["peer"] else "recbook"
+        cells = [str(row["model"]), library] + [_cell(row, c) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    datasets = sorted({str(r["dataset"]) for r in rows})
+    split_names = sorted({str(r["split"]) for r in rows})
+    lines.append("")
+    note = f" {doc['notes']}" if doc.get("notes") else ""
+    lines.append(
+        f"Data: {', '.join(datasets)}; split: {'; '.join(split_names)}. Intervals: 95 % over "
+        f"seeds where given. Recorded by `{doc.get('command', '?')}` on {doc.get('date', '?')}, "
+        f"{_machine(doc.get('machine'))}.{note}"
+    )
+    return "\n".join(lines)
+
+
+def render(name: str, results_dir: Path = RESULTS) -> str:
+    """The body of the section ``name`` from its recorded file."""
+    if name == NOTEBOOKS:
+        path = results_dir / "notebooks.json"
+        if not path.exists():
+            raise ReadmeError(
+                f"{path} is missing: run `python -m recbook run`, then "
+                "`python -m recbook.readme --notebooks-from runs/<stamp>/summary.json`"
+            )
+        gpu_path = results_dir / "notebooks-gpu.json"
+        gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
+        return render_notebooks(json.loads(path.read_text()), gpu)
+    path = results_dir / f"{name}.json"
+    if not path.exists():
+        raise ReadmeError(f"README section {name!r} needs {path}; run the benchmark with --out")
+    return render_benchmark(results.read(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# README sections
+
+
+def sections(text: str) -> dict[str, str]:
+    """Every marked section's current body, by name (an unclosed marker is an error)."""
+    found = {m["name"]: m["body"] for m in _BLOCK.finditer(text)}
+    opened = _OPEN.findall(text)
+    unclosed = sorted(set(opened) - set(found))
+    if unclosed:
+        raise ReadmeError(
+            f"README marker(s) {unclosed} opened but not closed: add <!-- /table:NAME --> "
+            "on its own line after the section"
+        )
+    if len(opened) != len(set(opened)):
+        raise ReadmeError("a README table marker appears twice; each section must be unique")
+    return found
+
+
+def update(text: str, results_dir: Path = RESULTS) -> str:
+    """``text`` with every marked section re-rendered from the recorded files."""
+    sections(text)
+
+    def replace(m: re.Match) -> str:
+        body = render(m["name"], results_dir)
+        return f"{m['open']}{body}\n{m['close']}"
+
+    return _BLOCK.sub(replace, text)
+
+
+def stale(text: str, results_dir: Path = RESULTS) -> list[str]:
+    """Names of the sections whose body differs from what the recorded files give."""
+    current = sections(text)
+    return [name for name, body in current.items() if body != render(name, results_dir) + "\n"]
+
+
+def record_notebook_summary(summary_path: Path, results_dir: Path = RESULTS, gpu: bool = False):
+    """Copy a runner ``summary.json`` to ``results_dir/notebooks[-gpu].json``, adding this
+    machine's description when the summary lacks one (call it on the machine that ran)."""
+    summary = json.loads(Path(summary_path).read_text())
+    if not isinstance(summary.get("notebooks"), list):
+        raise ReadmeError(f"{summary_path} is not a runner summary (no 'notebooks' list)")
+    summary.setdefault("machine", results.machine())
+    for row in summary["notebooks"]:  # paths on the machine that ran mean nothing here
+        row.pop("output", None)
+        row.pop("path", None)
+    target = Path(results_dir) / ("notebooks-gpu.json" if gpu else "notebooks.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recbook.readme [--check] [--notebooks-from SUMMARY [--gpu]]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recbook.readme",
+        description="Regenerate the README's marked tables from the recorded runs.",
+    )
+    parser.add_argument("--check", action="store_true", help="report stale sections; exit 1")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--notebooks-from", type=Path, help="a runner summary.json to record")
+    parser.add_argument("--gpu", action="store_true", help="--notebooks-from is a GPU run")
+    args = parser.parse_args(argv)
+    try:
+        if args.notebooks_from:
+            path = record_notebook_summary(args.notebooks_from, args.results, gpu=args.gpu)
+            print(f"recorded {path}")
+        text = args.readme.read_text()
+        if args.check:
+            old = stale(text, args.results)
+            if old:
+                print(f"stale README sections: {', '.join(old)}; run python -m recbook.readme")
+                return 1
+            print(f"README sections up to date: {', '.join(sections(text)) or '(none)'}")
+            return 0
+        new = update(text, args.results)
+        if new != text:
+            args.readme.write_text(new)
+        print(f"README sections written: {', '.join(sections(new)) or '(none)'}")
+    except ReadmeError as exc:
+        print(f"recbook readme: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
