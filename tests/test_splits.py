@@ -61,12 +61,12 @@ def test_negatives_never_seen(events):
 
 def test_eval_candidates_distinct_and_unseen(events):
     train, test = splits.leave_last_out(events)
-    cands = splits.sample_eval_candidates(test, events, 100, n_neg=20, seed=0)
-    assert cands.shape == (len(test), 21)
+    cands = splits.sample_eval_candidates(test, events, 100, n_neg=10, seed=0)
+    assert cands.shape == (len(test), 11)
     assert (cands[:, 0] == test.item_id.to_numpy()).all()
-    assert all(len(set(row)) == 21 for row in cands)
+    assert all(len(set(row)) == 11 for row in cands)
     seen = set(zip(events.user_id, events.item_id))
-    users = np.repeat(test.user_id.to_numpy(), 20)
+    users = np.repeat(test.user_id.to_numpy(), 10)
     assert not seen & set(zip(users, cands[:, 1:].ravel()))
 
 
