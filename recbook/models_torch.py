@@ -47,10 +47,8 @@ class BiasedMF(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        if n_users <= 0 or n_items <= 0 or dim <= 0:
-            raise ValueError(
-                f"n_users, n_items and dim must be positive: {n_users}, {n_items}, {dim}"
-            )
+        for value, what in ((n_users, "n_users"), (n_items, "n_items"), (dim, "dim")):
+            checks.integer(value, what, minimum=1)
         self.n_users, self.n_items = n_users, n_items
         self.user_factors = nn.Embedding(n_users, dim, sparse=sparse)
         self.item_factors = nn.Embedding(n_items, dim, sparse=sparse)
@@ -94,10 +92,13 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if in_dim <= 0 or out_dim <= 0 or any(h <= 0 for h in hidden):
-            raise ValueError(
-                f"layer sizes must be positive: in={in_dim}, hidden={hidden}, out={out_dim}"
-            )
+        for value, what in (
+            (in_dim, "in_dim"),
+            (out_dim, "out_dim"),
+            *((h, "hidden") for h in hidden),
+        ):
+            checks.integer(value, f"MLP {what}", minimum=1)
+        checks.number(dropout, "dropout", non_negative=True, below=1)
         layers: list[nn.Module] = []
         width = in_dim
         for h in hidden:

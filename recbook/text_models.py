@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from recbook import checks
 from recbook.columns import EVENT, ITEM, LABEL, USER
 from recbook.models_torch import check_id_batch
 from recbook.text import TextEncoder, mean_pool
@@ -140,8 +141,10 @@ class TextTwoTower(nn.Module):
         standardize: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         super().__init__()
-        if n_users <= 0 or dim <= 0 or (hidden is not None and hidden <= 0):
-            raise ValueError(f"n_users, dim, hidden must be positive: {n_users}, {dim}, {hidden}")
+        checks.integer(n_users, "n_users", minimum=1)
+        checks.integer(dim, "dim", minimum=1)
+        if hidden is not None:
+            checks.integer(hidden, "hidden", minimum=1)
         self.n_users = n_users
         self.titles = titles
         self.user = nn.Embedding(n_users, dim)
@@ -231,11 +234,9 @@ class ItemGroupedBatches:
             )
         if len(users) == 0:
             raise ValueError("ItemGroupedBatches got no rows: nothing to train on")
-        if items_per_batch <= 0 or (rows_per_item is not None and rows_per_item <= 0):
-            raise ValueError(
-                f"items_per_batch and rows_per_item must be positive: {items_per_batch}, "
-                f"{rows_per_item}"
-            )
+        checks.integer(items_per_batch, "items_per_batch", minimum=1)
+        if rows_per_item is not None:
+            checks.integer(rows_per_item, "rows_per_item", minimum=1)
         self.users, self.items = users.astype(np.int64), items.astype(np.int64)
         self.labels = labels.astype(np.float32)
         self.items_per_batch, self.rows_per_item = int(items_per_batch), rows_per_item

@@ -146,7 +146,7 @@ def test_item_grouped_batches_cap_rows_per_item() -> None:
 def test_item_grouped_batches_bad_input() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         text_models.ItemGroupedBatches(np.zeros(2), np.zeros(3), np.zeros(3))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="must be >= 1"):
         text_models.ItemGroupedBatches(np.zeros(2), np.zeros(2), np.zeros(2), 0)
 
 

@@ -70,8 +70,10 @@ def test_bad_inputs():
             epochs=1,
             patience=2,
         )
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="MLP in_dim must be >= 1, got 0"):
         MLP(0)
+    with pytest.raises(ValueError, match="dropout must be < 1"):
+        MLP(2, dropout=1.0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         TensorBatches(torch.zeros(3), batch_size=0)
     with pytest.raises(ValueError, match="epochs must be >= 1"):
