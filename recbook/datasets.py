@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pooch
 
+from recbook import checks
 from recbook.checksums import ChecksumError, sha256_bytes, sha256_file
 from recbook.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
 
@@ -88,7 +89,8 @@ def load(name: str, **kwargs: Any) -> Dataset:
         return load_movielens("1m", **kwargs)
     if name == "online-retail":
         return load_online_retail(**kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    checks.one_of(name, DATASETS, "dataset")  # raises: every known name returned above
+    raise AssertionError(name)
 
 
 def load_shop(**kwargs: Any) -> Dataset:
@@ -664,15 +666,14 @@ def load_movielens(
     user held out) fill ``Dataset.train``/``Dataset.test`` from the official files, with the
     same ids as ``events``.
     """
-    if variant not in ("100k", "1m"):
-        raise ValueError(f"unknown MovieLens variant {variant!r}; choose '100k' or '1m'")
+    checks.one_of(variant, ("100k", "1m"), "MovieLens variant")
     if split is not None and variant != "100k":
         raise ValueError(
             f"split={split!r}: only MovieLens-100K ships official splits; for 1M use "
             "recbook.splits (e.g. splits.per_user_split)"
         )
-    if split is not None and split not in ML100K_SPLITS:
-        raise ValueError(f"unknown MovieLens-100K split {split!r}; choose one of {ML100K_SPLITS}")
+    if split is not None:
+        checks.one_of(split, ML100K_SPLITS, "MovieLens-100K split")
     spec = _SPECS[f"movielens-{variant}"]
     files, info = _open_copy(spec, path)
     sep = "\t" if variant == "100k" else "::"

@@ -441,7 +441,7 @@ def test_no_pickle_anywhere_in_recbook():
 
 
 def test_retail_workbook_without_a_column_is_refused(tmp_path):
-    df = pd.read_excel(RETAIL_XLSX).drop(columns=["CustomerID"])
+    df = pd.read_excel(RETAIL_XLSX, engine="openpyxl").drop(columns=["CustomerID"])
     bad = tmp_path / "bad.xlsx"
     df.to_excel(bad, index=False)
     with pytest.raises(ValueError, match="CustomerID"):
