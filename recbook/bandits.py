@@ -24,6 +24,7 @@ trials: a show at position ``r`` counts ``e_r`` trials, so ``clicks / trials`` e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,8 +259,12 @@ class CountPolicy(Policy):
         self.k = len(self.exam)
         if self.k > self.n_items:
             raise ValueError(f"k={self.k} exceeds the catalogue ({self.n_items} items)")
-        self.segments = None if segments is None else np.asarray(segments, dtype=np.int64)
-        n_seg = 1 if segments is None else int(self.segments.max()) + 1
+        if segments is None:
+            self.segments, n_seg = None, 1
+        else:  # one segment id per user, 0..n_segments-1
+            raw = np.asarray(segments)
+            n_seg = int(raw.max()) + 1 if raw.size else 0
+            self.segments = checks.ids(raw, max(n_seg, 1), "segments")
         self.trials = np.zeros((n_seg, self.n_items))
         self.clicks = np.zeros((n_seg, self.n_items))
         self.name = name or type(self).__name__
@@ -496,8 +501,6 @@ def simulate(
 ) -> Trajectory:
     """Run ``policy`` for ``horizon`` arrivals in blocks of ``batch_size``; deterministic in
     ``seed`` (arrivals, the policy's randomness and the clicks use one generator)."""
-    import time
-
     horizon = checks.integer(horizon, "horizon", minimum=1)
     batch_size = checks.integer(batch_size, "batch_size", minimum=1)
     rng = np.random.default_rng(checks.seed(seed))

@@ -153,6 +153,8 @@ def test_bad_inputs_get_clear_errors():
         env.show(np.array([0]), np.array([[0, 1, 2]]), propensities=np.array([[0.5, 1.2, 0.1]]))
     with pytest.raises(ValueError, match="no truth"):
         B.SlateEnvironment.from_shop(type("D", (), {"truth": None, "name": "movielens-100k"})())
+    with pytest.raises(ValueError, match="segments must lie in"):
+        B.Thompson(8, B.examination(3), segments=np.array([0, -1, 2]))
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         B.EpsilonGreedy(8, B.examination(3), epsilon=1.5)
 
