@@ -355,7 +355,7 @@ rating_rows.round(3).to_frame()
 # ## 4. Public data: loading, checksums, and what happens offline
 #
 # `datasets.load("movielens-100k")` downloads the GroupLens archive once with pooch, checks its
-# sha256 against `data/registry.txt`, and caches it in `data/` (or in `$RECBOOK_DATA`). A file
+# sha256 against `recbook/data/registry.txt`, and caches it in `data/` (or in `$RECBOOK_DATA`). A file
 # whose checksum differs is never used. To show what a reader without network sees, the next cell
 # points `$RECBOOK_DATA` at an empty folder and tries: the message names the URL, the expected
 # checksum and where to put a copy. (If this machine *is* online, the download succeeds instead
