@@ -34,9 +34,11 @@ Titles (``title_vocabulary``): ``"shared"`` draws every title from one word list
 ``"new"`` (default) gives each noun, style, tier and colour two to four English synonyms: each
 brand picks its own synonyms and title template (brands phrase things differently), and items
 released late -- new product lines -- are named only with synonyms no early item uses
-(earbuds for headphones, cardigan for sweater, crimson for red). A bag-of-words fitted on warm
-titles then knows nothing about cold titles beyond the brand, while a pretrained sentence
-encoder still reads their meaning. Both regimes draw the same world: only the titles differ.
+(earbuds for headphones, cardigan for sweater, crimson for red). In both regimes the late items
+come from brands that arrive late (:data:`_LATE_BRANDS` new sellers per category), so with the
+"new" vocabulary a bag-of-words fitted on warm titles knows nothing about a cold title, while a
+pretrained sentence encoder still reads its meaning. Both regimes draw the same world: only the
+titles differ.
 
 Density. At the defaults (3,000 users, 1,000 items, 250,000 impressions) about a fifth of
 the impressions end in a rated purchase, so a user has a median of a dozen ratings while about
@@ -143,30 +145,30 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
     "clothing": (
         (
             (("shirt", "blouse", "oxford shirt"), ("tee", "tunic")),
-            (("jacket", "coat", "blazer"), ("parka", "anorak")),
-            (("dress", "gown"), ("frock", "sundress")),
+            (("jacket", "coat", "blazer"), ("overcoat", "windbreaker")),
+            (("dress", "gown"), ("sundress", "frock")),
             (("jeans", "denims"), ("trousers", "slacks")),
             (("sweater", "jumper", "pullover"), ("cardigan", "knitwear")),
         ),
         (
             (("slim", "fitted", "tailored"), ("skinny", "narrow")),
-            (("relaxed", "loose"), ("oversized", "baggy")),
-            (("linen", "breathable"), ("airy", "flax")),
-            (("wool", "woollen"), ("merino", "cashmere")),
+            (("relaxed", "loose"), ("comfort fit", "slouchy")),
+            (("linen", "breathable"), ("summer weave", "cool weave")),
+            (("wool", "woollen"), ("knit", "cashmere")),
         ),
     ),
     "electronics": (
         (
-            (("headphones", "headset", "earphones"), ("earbuds", "cans")),
+            (("headphones", "headset", "earphones"), ("earbuds", "earpieces")),
             (("charger", "adapter"), ("powerbank", "charging brick")),
             (("speaker", "loudspeaker"), ("soundbar", "boombox")),
             (("tablet", "touchscreen tablet"), ("ipad", "slate")),
             (("camera", "camcorder"), ("webcam", "dslr")),
         ),
         (
-            (("wireless", "wifi"), ("bluetooth", "untethered")),
+            (("wireless", "wifi"), ("bluetooth", "cableless")),
             (("compact", "mini", "portable"), ("pocket", "handheld")),
-            (("smart", "connected"), ("intelligent", "voice controlled")),
+            (("smart", "connected"), ("intelligent", "programmable")),
             (("hd", "high definition"), ("4k", "uhd")),
         ),
     ),
@@ -174,35 +176,35 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
         (
             (("novel", "fiction book"), ("saga", "romance")),
             (("cookbook", "recipe book"), ("cookery", "recipes")),
-            (("guide", "handbook"), ("manual", "primer")),
+            (("guide", "handbook"), ("manual", "companion")),
             (("biography", "memoir"), ("autobiography", "chronicle")),
             (("atlas", "map book"), ("gazetteer", "cartography")),
         ),
         (
-            (("hardcover", "hardback"), ("clothbound",)),
-            (("paperback", "softcover"), ("softbound", "pocketbook")),
+            (("hardcover", "hardback"), ("hardbound", "clothbound")),
+            (("paperback", "softcover"), ("pocketbook", "pocket edition")),
             (("illustrated", "picture"), ("pictorial", "graphic")),
             (("annotated", "commented"), ("footnoted", "scholarly")),
         ),
     ),
     "home": (
         (
-            (("lamp", "light"), ("sconce", "luminaire")),
+            (("lamp", "light"), ("lighting", "torchiere")),
             (("cushion", "pillow"), ("bolster",)),
-            (("rug", "carpet"), ("kilim", "floorcloth")),
-            (("vase",), ("urn", "vessel")),
+            (("rug", "carpet"), ("floor covering", "floorcloth")),
+            (("vase",), ("vessel", "bud jar")),
             (("blanket", "throw"), ("quilt", "duvet")),
         ),
         (
-            (("nordic", "scandinavian"), ("hygge", "danish")),
+            (("nordic", "scandinavian"), ("swedish", "danish")),
             (("rustic", "farmhouse"), ("cottage", "countryside")),
-            (("modern", "contemporary"), ("sleek", "futuristic")),
+            (("modern", "contemporary"), ("futuristic", "sleek")),
             (("vintage", "retro"), ("antique", "nostalgic")),
         ),
     ),
     "beauty": (
         (
-            (("serum", "essence"), ("elixir", "ampoule")),
+            (("serum", "essence"), ("booster", "concentrate")),
             (("lipstick", "lip colour"), ("rouge",)),
             (("shampoo", "hair wash"), ("haircare", "cleanser")),
             (("moisturiser", "face cream"), ("lotion", "emollient")),
@@ -225,7 +227,7 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
         ),
         (
             (("lightweight", "featherweight"), ("ultralight", "weightless")),
-            (("grip", "nonslip"), ("textured", "tacky")),
+            (("grip", "nonslip"), ("grippy", "anti slip")),
             (("trail", "outdoor"), ("hiking", "mountain")),
             (("insulated", "thermal"), ("heatproof", "frostproof")),
         ),
@@ -235,7 +237,7 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
             (("puzzle", "jigsaw"), ("brainteaser",)),
             (("building set", "construction kit"), ("bricks", "blocks")),
             (("doll", "figure"), ("figurine", "puppet")),
-            (("board game", "tabletop game"), ("checkers", "chess")),
+            (("board game", "tabletop game"), ("chess", "boardgame")),
             (("kite",), ("glider", "windsock")),
         ),
         (
@@ -247,22 +249,22 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
     ),
     "grocery": (
         (
-            (("coffee", "espresso"), ("java", "brew")),
-            (("tea", "infusion"), ("chai", "tisane")),
+            (("coffee", "espresso"), ("brew", "cappuccino")),
+            (("tea", "infusion"), ("teabags", "chai")),
             (("olive oil", "cooking oil"), ("dressing",)),
-            (("chocolate", "cocoa bar"), ("truffles", "pralines")),
+            (("chocolate", "cocoa bar"), ("cacao", "truffles")),
             (("granola", "muesli"), ("cereal", "oats")),
         ),
         (
             (("roasted", "toasted"), ("charred", "smoky")),
-            (("herbal", "herb"), ("aromatic", "minty")),
-            (("extra virgin", "cold pressed"), ("unrefined", "pure")),
+            (("herbal", "herb"), ("herbaceous", "peppermint")),
+            (("extra virgin", "cold pressed"), ("pure", "unrefined")),
             (("dark", "bittersweet"), ("intense", "bitter")),
         ),
     ),
     "garden": (
         (
-            (("planter", "flower pot"), ("jardiniere", "trough")),
+            (("planter", "flower pot"), ("plant container", "window box")),
             (("hose", "hosepipe"), ("watering tube",)),
             (("shears", "pruners"), ("secateurs", "clippers")),
             (("seed kit", "seed pack"), ("germination tray",)),
@@ -270,23 +272,23 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
         ),
         (
             (("ceramic", "terracotta"), ("porcelain", "stoneware")),
-            (("expandable", "extendable"), ("stretchy", "telescopic")),
+            (("expandable", "extendable"), ("extending", "stretchy")),
             (("solar", "sun powered"), ("photovoltaic",)),
-            (("heirloom", "heritage"), ("traditional",)),
+            (("heirloom", "heritage"), ("old fashioned", "traditional")),
         ),
     ),
     "jewelry": (
         (
             (("necklace", "pendant"), ("choker", "chain")),
-            (("ring", "band"), ("signet",)),
+            (("ring", "band"), ("solitaire", "signet")),
             (("bracelet", "bangle"), ("cuff", "wristlet")),
-            (("earrings", "studs"), ("hoops", "danglers")),
-            (("watch", "wristwatch"), ("timepiece", "chronograph")),
+            (("earrings", "studs"), ("ear cuffs", "hoops")),
+            (("watch", "wristwatch"), ("smartwatch", "timepiece")),
         ),
         (
             (("silver", "sterling"), ("silvertone",)),
-            (("gold plated", "gilded"), ("golden", "aureate")),
-            (("minimalist", "simple"), ("understated", "dainty")),
+            (("gold plated", "gilded"), ("golden", "gilt")),
+            (("minimalist", "simple"), ("minimal", "delicate")),
             (("gemstone", "jewelled"), ("crystal", "birthstone")),
         ),
     ),
@@ -299,10 +301,10 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
             (("aquarium", "fish tank"), ("terrarium", "vivarium")),
         ),
         (
-            (("orthopedic", "supportive"), ("memory foam",)),
+            (("orthopedic", "supportive"), ("ergonomic", "medical grade")),
             (("interactive", "engaging"), ("playful",)),
             (("reflective", "high visibility"), ("glowing", "luminous")),
-            (("grain free", "gluten free"), ("wheatless", "paleo")),
+            (("grain free", "gluten free"), ("grainless", "wheatless")),
         ),
     ),
     "automotive": (
@@ -315,26 +317,26 @@ NEW_WORDS: dict[str, tuple[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], 
         ),
         (
             (("magnetic", "magnet"), ("magnetized",)),
-            (("leather", "leatherette"), ("suede", "nappa")),
+            (("leather", "leatherette"), ("cowhide", "suede")),
             (("night vision", "low light"), ("infrared",)),
             (("cordless", "battery"), ("rechargeable",)),
         ),
     ),
 }
 #: Tier words for late items in the "new" vocabulary (warm items use :data:`TIERS`).
-NEW_TIERS = (("economy", "thrifty"), ("regular", "mainstream"), ("luxury", "elite"))
+NEW_TIERS = (("entry level", "budget"), ("regular", "mainstream"), ("exclusive", "luxury"))
 #: Colour names for late items in the "new" vocabulary (warm items use :data:`COLOURS`).
 NEW_COLOURS = (
-    ("ebony", "onyx"),
+    ("ebony", "noir"),
     ("ivory", "pearl"),
-    ("indigo", "midnight"),
-    ("crimson", "scarlet"),
-    ("emerald", "jade"),
-    ("charcoal", "ash"),
-    ("sand", "camel"),
-    ("azure", "cobalt"),
-    ("blush", "fuchsia"),
-    ("chestnut", "mocha"),
+    ("marine", "nautical"),
+    ("burgundy", "crimson"),
+    ("lime", "emerald"),
+    ("gray", "charcoal"),
+    ("khaki", "taupe"),
+    ("turquoise", "cobalt"),
+    ("magenta", "blush"),
+    ("tan", "chestnut"),
 )
 #: How brands phrase a title in the "new" vocabulary (each brand keeps one template).
 TEMPLATES = (
@@ -616,6 +618,7 @@ _GLOBAL_MEAN = 3.0
 _CLICK = (-0.5, 1.3)  # intercept, slope on x - mu
 _BUY = (-0.2, 0.6, 0.8)  # intercept, slope on x - mu, slope on log(price / category median)
 _USER_BIAS_SD = 0.4
+_BRANDS, _LATE_BRANDS = 6, 2  # brands per category: on sale from the start / arriving late
 _STYLE_SD, _TIER_SD, _COLOUR_SD, _ITEM_NOISE_SD = 0.6, 0.5, 0.25, 0.2
 
 
@@ -691,15 +694,6 @@ def load_shop(
         + colour_vec[colour]
         + rng.normal(0.0, _ITEM_NOISE_SD, size=(n_items, LATENT_DIM))
     )
-    brands = _brand_names(rng, 6 * n_cat)
-    brand_of = (item_cat * 6 + rng.integers(0, 6, size=n_items)).astype(int)
-    brand_quality = rng.normal(0.0, 0.2, size=len(brands))
-    item_bias = brand_quality[brand_of] + 0.15 * (tier - 1) + rng.normal(0.0, 0.15, size=n_items)
-    medians = np.array([CATEGORIES[c][2] for c in cats])
-    price = np.round(
-        medians[item_cat] * np.exp(0.35 * (tier - 1) + rng.normal(0.0, 0.3, n_items)), 2
-    )
-    tier_word = rng.integers(0, 3, size=n_items)
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
     popularity = popularity[rng.permutation(n_items)]
     cold_start_day = int(N_DAYS * 2 / 3)
@@ -709,6 +703,19 @@ def load_shop(
     top = pd.Series(popularity).groupby(item_cat).idxmax().to_numpy()
     late[top] = False
     release_day[late] = rng.integers(cold_start_day, N_DAYS - 10, size=late.sum())
+    # each category has 6 brands from the start and 2 that arrive with the late items: new
+    # sellers, whose names no early title carries
+    brands = _brand_names(rng, (_BRANDS + _LATE_BRANDS) * n_cat)
+    early_brand = item_cat * _BRANDS + rng.integers(0, _BRANDS, size=n_items)
+    late_brand = _BRANDS * n_cat + item_cat * _LATE_BRANDS + rng.integers(0, _LATE_BRANDS, n_items)
+    brand_of = np.where(late, late_brand, early_brand).astype(int)
+    brand_quality = rng.normal(0.0, 0.2, size=len(brands))
+    item_bias = brand_quality[brand_of] + 0.15 * (tier - 1) + rng.normal(0.0, 0.15, size=n_items)
+    medians = np.array([CATEGORIES[c][2] for c in cats])
+    price = np.round(
+        medians[item_cat] * np.exp(0.35 * (tier - 1) + rng.normal(0.0, 0.3, n_items)), 2
+    )
+    tier_word = rng.integers(0, 3, size=n_items)
     titles = _titles(
         np.random.default_rng([seed, 1]),  # own stream: both vocabularies share everything else
         title_vocabulary,

@@ -208,6 +208,13 @@ def test_new_vocabulary_names_late_items_with_unseen_words(shop):
     assert sum(electronics.str.contains(w).any() for w in synonyms) >= 2
 
 
+def test_late_items_come_from_late_brands(shop):
+    late = shop.items.release_day >= shop.truth.cold_start_day
+    assert not set(shop.items.brand[late]) & set(shop.items.brand[~late])
+    per_category = shop.items[late].groupby("category", observed=True).brand.nunique()
+    assert per_category.max() <= 2
+
+
 def test_shared_vocabulary_reuses_words(shared):
     warm, cold = _warm_cold(shared)
     assert len(cold - warm) <= 0.05 * len(cold)  # a rare word may turn up only late, by chance
