@@ -1,0 +1,477 @@
+"""Benchmark: top-10 recommendation on public data, recbook's models beside the usual libraries.
+
+    python benchmarks/ranking.py --path DIR                 # DIR: ml-100k folder or zip
+    python benchmarks/ranking.py --dataset movielens-1m --path ml-1m.zip
+    python benchmarks/ranking.py --dataset online-retail --path "Online Retail.xlsx"
+    python benchmarks/ranking.py --self-test                # SYNTHETIC data, no download (CI)
+    python benchmarks/ranking.py --path DIR --out benchmarks/results/ranking.json
+
+The protocol is Microsoft recommenders' MovieLens benchmark: every (user, item) interaction is
+a positive (binary relevance; repeated purchases count once), each user's interactions are split
+at random 75/25 (``recbook.splits.per_user_split``, one split per seed), every model ranks the
+*whole* catalogue with the user's training items removed, ties broken at random
+(``recbook.evaluation.full_catalogue_metrics``), and nDCG@10, precision@10, recall@10 and
+MAP@10 are averaged over users with a test item. Each figure is a mean over ``--seeds`` splits
+with its 95 % Student-t interval (``recbook.evaluation.compare``); ``fit_s`` is the wall time of
+fitting (scoring the catalogue not included), ``cpu_s`` the process CPU time of the same.
+
+recbook's models: popularity, EASE (``l2=200``), iALS and BPR (``recbook.implicit_mf``),
+Bayesian MF ranked by its predicted rating (notebook 03's rating model: it learns how much a
+user likes what she watched, not what she watches -- the top-k lesson), the softmax two-tower
+of notebook 01 (Keras; ``--no-two-tower`` skips it; in ``--self-test`` only with
+``--two-tower``), and "recbook best": EASE with ``l2`` chosen on a validation split carved from
+the training part (never the test part), refitted on the whole training part; its ``fit_s``
+includes the search.
+
+Peers, when installed (``pip install -e ".[peers]"``): implicit's ALS and BPR and cornac's BPR
+and BiVAE, each with the library's documented settings (cornac's with Microsoft recommenders'
+benchmark settings), on the same split and the same metric code. A missing peer prints "not
+installed" and the run goes on.
+
+``--self-test`` writes a SYNTHETIC MovieLens-shaped interaction set (users choose items by a
+latent taste plus popularity) in the official ml-100k layout and runs the same code on it. Its
+numbers check the code path, the speed and the orderings; they say nothing about MovieLens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+from recbook import baselines, evaluation, implicit_mf, results, splits  # noqa: E402
+from recbook import mf as rating_mf  # noqa: E402
+from recbook.columns import ITEM, RATING, USER  # noqa: E402
+
+K = 10
+METRICS = ("ndcg", "precision", "recall", "map")
+EASE_L2 = 200.0
+EASE_GRID = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+#: Microsoft recommenders' published figures on ML-100K with this protocol (for the printout).
+PUBLISHED = {"BiVAE": 0.475, "BPR (cornac)": 0.442, "NCF": 0.396, "SAR": 0.382}
+
+Scorer = Callable[[pd.DataFrame, int, int, int], np.ndarray]
+
+
+@dataclass
+class Model:
+    """A named way to turn (train, n_users, n_items, seed) into a full score matrix."""
+
+    name: str
+    fit: Callable[[pd.DataFrame, int, int, int], Callable[[], np.ndarray]]
+    peer: bool = False
+    needs_ratings: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# recbook's models
+
+
+def _popularity(train, n_users, n_items, seed):
+    scores = baselines.popularity_scores(train, n_users, n_items)
+    return lambda: scores
+
+
+def _ease(l2: float):
+    def fit(train, n_users, n_items, seed):
+        x = baselines.interaction_matrix(train, n_users, n_items)
+        b = baselines.ease_weights(x, l2)
+        return lambda: np.asarray(x @ b)
+
+    return fit
+
+
+def choose_ease_l2(
+    train: pd.DataFrame, n_users: int, n_items: int, seed: int, grid=EASE_GRID
+) -> tuple[float, pd.Series]:
+    """EASE's ``l2`` with the best validation nDCG@10 on a per-user 75/25 split *of train*."""
+    fit_part, val = splits.per_user_split(train, test_size=0.25, seed=10_000 + seed)
+    x = baselines.interaction_matrix(fit_part, n_users, n_items)
+    gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+
+    def score(l2: float) -> float:
+        p = np.linalg.inv(gram + l2 * np.eye(n_items))
+        b = -p / np.diag(p)
+        b[np.diag_indices_from(b)] = 0.0
+        s = np.asarray(x @ b)
+        return evaluation.full_catalogue_metrics(s, fit_part, val, k=K, seed=seed)["ndcg"]
+
+    return evaluation.tune(score, grid, desc="EASE l2")
+
+
+def _ease_best(train, n_users, n_items, seed):
+    l2, _ = choose_ease_l2(train, n_users, n_items, seed)
+    return _ease(l2)(train, n_users, n_items, seed)
+
+
+def _ials(train, n_users, n_items, seed):
+    model = implicit_mf.fit_ials(train, n_users, n_items, seed=seed)
+    return model.score_matrix
+
+
+def _bpr(train, n_users, n_items, seed):
+    model = implicit_mf.fit_bpr(train, n_users, n_items, seed=seed)
+    return model.score_matrix
+
+
+def _bayes_mf(train, n_users, n_items, seed):
+    model = rating_mf.fit(train, n_users, n_items, seed=seed, progress=False)
+    return model.score_matrix
+
+
+def _two_tower(train, n_users, n_items, seed):
+    """Notebook 01's softmax retrieval model (its defaults), early-stopped on a random 10 % of
+    the training pairs."""
+    from recbook import models_tf as M  # imports TensorFlow quietly, then Keras
+    from recbook import runtime
+
+    keras = M.keras
+
+    runtime.seed_everything(seed)
+    fit_part, val = splits.random_split(train, test_size=0.1, seed=20_000 + seed)
+    model = M.retrieval_model(n_users, n_items, 32, l2=1e-4, seed=seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.005),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent")],
+    )
+    M.fit(
+        model,
+        M.make_dataset(
+            {USER: fit_part[USER].to_numpy()},
+            fit_part[ITEM],
+            batch_size=512,
+            shuffle=True,
+            seed=seed,
+        ),
+        M.make_dataset({USER: val[USER].to_numpy()}, val[ITEM], batch_size=4096),
+        epochs=40,
+        patience=3,
+        monitor="val_xent",
+        progress=False,
+    )
+    return lambda: M.score_all(model, n_users, n_items)
+
+
+# ----------------------------------------------------------------------------------------------
+# peers (optional)
+
+
+THREADS = 1
+
+
+def threads(n: int) -> None:
+    """Use ``n`` threads everywhere (BLAS, torch, the peers), so fit times compare like with
+    like; on a shared 2-core machine more threads mostly add contention."""
+    global THREADS
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    THREADS = n
+    threadpool_limits(n)
+    torch.set_num_threads(n)
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _implicit(kind: str):
+    def fit(train, n_users, n_items, seed):
+        from implicit.als import AlternatingLeastSquares
+        from implicit.bpr import BayesianPersonalizedRanking
+
+        x = baselines.interaction_matrix(train, n_users, n_items).astype(np.float32)
+        cls = AlternatingLeastSquares if kind == "als" else BayesianPersonalizedRanking
+        # the library's defaults
+        model = cls(random_state=seed, use_gpu=False, num_threads=THREADS)
+        model.fit(x, show_progress=False)
+        uf, itf = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        return lambda: (uf @ itf.T).astype(np.float64)
+
+    return fit
+
+
+def _cornac(kind: str, bivae_epochs: int = 500):
+    def fit(train, n_users, n_items, seed):
+        import cornac
+
+        triples = list(zip(train[USER].astype(str), train[ITEM].astype(str), np.ones(len(train))))
+        data = cornac.data.Dataset.from_uir(triples, seed=seed)
+        if kind == "bpr":  # Microsoft recommenders' cornac BPR settings
+            model = cornac.models.BPR(
+                k=200,
+                max_iter=100,
+                learning_rate=0.01,
+                lambda_reg=0.001,
+                num_threads=THREADS,
+                seed=seed,
+                verbose=False,
+            )
+        else:  # Microsoft recommenders' BiVAE settings
+            import torch
+
+            model = cornac.models.BiVAECF(
+                k=50,
+                encoder_structure=[100],
+                act_fn="tanh",
+                likelihood="pois",
+                n_epochs=bivae_epochs,
+                batch_size=128,
+                learning_rate=0.001,
+                seed=seed,
+                use_gpu=torch.cuda.is_available(),
+                verbose=False,
+            )
+        model.fit(data)
+        users = np.array([int(u) for u in data.uid_map])
+        uidx = np.array(list(data.uid_map.values()))
+        items = np.array([int(i) for i in data.iid_map])
+        iidx = np.array(list(data.iid_map.values()))
+
+        def scores() -> np.ndarray:
+            # items the library never saw in training cannot be recommended by it: -inf
+            out = np.full((n_users, n_items), -np.inf)
+            block = np.stack([np.asarray(model.score(int(u)), dtype=float) for u in uidx])
+            out[np.ix_(users, items)] = block[:, iidx]
+            return out
+
+        return scores
+
+    return fit
+
+
+def models(include_two_tower: bool, ratings: bool, bivae_epochs: int) -> list[Model]:
+    """recbook's rows, then the installed peers' rows."""
+    out = [
+        Model("popularity", _popularity),
+        Model(f"EASE (l2={EASE_L2:g})", _ease(EASE_L2)),
+        Model("iALS (recbook)", _ials),
+        Model("BPR (recbook)", _bpr),
+    ]
+    if ratings:
+        out.append(Model("Bayesian MF, ranked by rating", _bayes_mf, needs_ratings=True))
+    if include_two_tower:
+        out.append(Model("two-tower softmax (notebook 01)", _two_tower))
+    out.append(Model("recbook best: EASE, l2 on validation", _ease_best))
+    for module, name, fit in (
+        ("implicit", "ALS (implicit)", _implicit("als")),
+        ("implicit", "BPR (implicit)", _implicit("bpr")),
+        ("cornac", "BPR (cornac)", _cornac("bpr")),
+        ("cornac", "BiVAE (cornac)", _cornac("bivae", bivae_epochs)),
+    ):
+        if installed(module):
+            out.append(Model(name, fit, peer=True))
+        else:
+            print(f"{name}: not installed (pip install -e '.[peers]')")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the protocol
+
+
+def interactions(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per (user, item) pair, keeping the first event's rating when there is one."""
+    cols = [c for c in (USER, ITEM, RATING) if c in events.columns]
+    out = events[cols].drop_duplicates([USER, ITEM]).reset_index(drop=True)
+    if RATING in out and out[RATING].isna().all():
+        out = out.drop(columns=RATING)
+    return out
+
+
+def run_benchmark(
+    data: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    model_list: list[Model],
+    seeds: tuple[int, ...] = (0, 1, 2),
+    test_size: float = 0.25,
+) -> tuple[evaluation.Comparison, dict[str, str]]:
+    """Every model on the same per-user split for each seed; returns the comparison and the
+    models that failed (a peer's error never stops the run)."""
+    failed: dict[str, str] = {}
+    has_ratings = RATING in data.columns
+
+    def run(seed: int) -> dict[str, dict[str, float]]:
+        train, test = splits.per_user_split(data, test_size=test_size, seed=seed)
+        out = {}
+        for m in model_list:
+            if m.name in failed or (m.needs_ratings and not has_ratings):
+                continue
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    score = m.fit(train, n_users, n_items, seed)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                scores = score()
+            except Exception as exc:  # noqa: BLE001
+                if not m.peer:
+                    raise
+                failed[m.name] = f"{type(exc).__name__}: {exc}"
+                print(f"{m.name}: failed ({failed[m.name]}); left out")
+                continue
+            found = evaluation.full_catalogue_metrics(scores, train, test, k=K, seed=seed)
+            out[m.name] = {f"{name}@{K}": found[name] for name in METRICS}
+            out[m.name].update(fit_s=wall, cpu_s=cpu)
+        return out
+
+    comparison = evaluation.compare(run, seeds=seeds, desc="split seeds")
+    return comparison, failed
+
+
+def result_rows(
+    comparison: evaluation.Comparison, model_list: list[Model], dataset: str, split: str
+) -> list[dict]:
+    """One JSON row per model: mean and 95 % interval of every metric, mean fit seconds."""
+    peers = {m.name: m.peer for m in model_list}
+    rows = []
+    for name in comparison.models:
+        row = {"model": name, "dataset": dataset, "split": split}
+        for metric in comparison.metrics:
+            iv = comparison.interval(name, metric)
+            row[metric] = round(iv.mean, 4 if metric.endswith(f"@{K}") else 3)
+            if metric.endswith(f"@{K}"):
+                row[f"{metric}_lo"], row[f"{metric}_hi"] = round(iv.lo, 4), round(iv.hi, 4)
+        row["n_seeds"] = len(comparison.seeds)
+        row["peer"] = peers.get(name, False)
+        rows.append(row)
+    return rows
+
+
+def print_table(comparison: evaluation.Comparison) -> None:
+    table = comparison.summary(metrics=[f"{m}@{K}" for m in METRICS], spec=".4f")
+    table["fit s"] = [f"{comparison.interval(m, 'fit_s').mean:.2f}" for m in table.index]
+    table["CPU s"] = [f"{comparison.interval(m, 'cpu_s').mean:.2f}" for m in table.index]
+    with pd.option_context("display.width", 220, "display.max_colwidth", 40):
+        print(table.to_string())
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic data for --self-test
+
+
+def synthetic_interactions(
+    seed: int = 0,
+    n_users: int = 600,
+    n_items: int = 900,
+    n_interactions: int = 40_000,
+    rank: int = 8,
+    taste: float = 1.5,
+) -> pd.DataFrame:
+    """SYNTHETIC implicit data shaped like MovieLens: long-tailed users (each >= 20 items) and
+    items; user ``u`` picks items without replacement with probability proportional to
+    ``exp(popularity_i + taste * p_u . q_i)``; a 1-5 rating grows with the same affinity."""
+    rng = np.random.default_rng(seed)
+    extra = rng.lognormal(0.0, 1.0, n_users)
+    activity = 20 + np.floor(extra * (n_interactions - 20 * n_users) / extra.sum()).astype(int)
+    activity = np.minimum(activity, n_items // 2)
+    pop = rng.normal(0.0, 1.0, n_items)
+    p = rng.normal(0.0, 1.0, (n_users, rank)) / np.sqrt(rank)
+    q = rng.normal(0.0, 1.0, (n_items, rank))
+    affinity = p @ q.T
+    keys = pop[None, :] + taste * affinity + rng.gumbel(size=(n_users, n_items))
+    order = np.argsort(-keys, axis=1)
+    chosen = np.arange(n_items)[None, :] < activity[:, None]
+    u = np.repeat(np.arange(n_users), activity)
+    i = order[chosen]
+    latent = affinity[u, i] + 0.3 * pop[i] + rng.normal(0.0, 0.8, len(u))
+    stars = 1 + np.searchsorted(np.quantile(latent, [0.06, 0.17, 0.44, 0.79]), latent)
+    ts = 874_724_710 + rng.integers(0, 18_000_000, len(u))
+    return pd.DataFrame({USER: u, ITEM: i, RATING: stars, "timestamp": ts})
+
+
+def _load_synthetic(seed: int):
+    import mf as mf_benchmark  # benchmarks/mf.py: the official ml-100k file layout
+
+    from recbook.datasets import UnverifiedDataWarning, load_movielens
+
+    df = synthetic_interactions(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mf_benchmark.write_movielens_100k(df, os.path.join(tmp, "ml-100k"), seed=seed)
+        with warnings.catch_warnings():  # the synthetic copy is unverified, by design
+            warnings.simplefilter("ignore", UnverifiedDataWarning)
+            return load_movielens("100k", path=folder)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", help="the dataset's official zip, folder or file")
+    parser.add_argument(
+        "--dataset",
+        default="movielens-100k",
+        choices=("movielens-100k", "movielens-1m", "online-retail"),
+    )
+    parser.add_argument("--self-test", action="store_true", help="SYNTHETIC data, no download")
+    parser.add_argument("--seeds", type=int, default=3, help="split seeds 0..N-1 (default 3)")
+    parser.add_argument(
+        "--two-tower",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include notebook 01's Keras two-tower (default: with --path yes, --self-test no)",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="recbook's models only")
+    parser.add_argument("--bivae-epochs", type=int, default=500, help="cornac BiVAE epochs")
+    parser.add_argument("--out", help="write the rows as JSON here (benchmarks/results/...)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS, torch and peer threads (default 1)"
+    )
+    args = parser.parse_args(argv)
+    threads(args.threads)
+    if args.seeds < 2:
+        parser.error("--seeds must be >= 2 to give an interval")
+
+    from recbook import datasets
+
+    if args.self_test:
+        ds = _load_synthetic(0)
+        label = "SYNTHETIC (self-test)"
+        two_tower, bivae_epochs = bool(args.two_tower), min(args.bivae_epochs, 50)
+        print("SYNTHETIC data (not MovieLens): checks the code path, the speed and the orderings")
+    elif args.path:
+        ds = datasets.load(args.dataset, path=args.path)
+        label = args.dataset
+        two_tower, bivae_epochs = args.two_tower is not False, args.bivae_epochs
+    else:
+        parser.error("give --path (the official files) or --self-test")
+    data = interactions(ds.events)
+    model_list = models(two_tower, RATING in data.columns, bivae_epochs)
+    if args.no_peers:
+        model_list = [m for m in model_list if not m.peer]
+    seeds = tuple(range(args.seeds))
+    split = f"per-user random 75/25, seeds {seeds[0]}-{seeds[-1]}"
+    print(
+        f"{label}: {len(data)} interactions, {ds.n_users} users, {ds.n_items} items; {split}; "
+        f"top-{K} over the full catalogue, training items removed"
+    )
+    comparison, failed = run_benchmark(data, ds.n_users, ds.n_items, model_list, seeds)
+    print_table(comparison)
+    if args.dataset == "movielens-100k" and not args.self_test:
+        print("published (Microsoft recommenders, same protocol), nDCG@10:", PUBLISHED)
+    if args.out:
+        rows = result_rows(comparison, model_list, label, split)
+        notes = "; ".join(f"{k} failed: {v}" for k, v in failed.items())
+        path = results.write(args.out, "ranking", rows, notes=notes, argv=sys.argv)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
