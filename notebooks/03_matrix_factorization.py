@@ -70,9 +70,9 @@ plots.setup()
 DATASET = "shop"  # or "movielens-100k" (official u1 split; downloaded once)
 DATA_PATH = None  # local copy (zip or folder) of the public data, if it cannot be downloaded
 SEED = 0
-DEVICE = "auto"  # torch device for the PyTorch model: auto = cuda > mps > cpu
+DEVICE = "auto"  # torch device for the PyTorch model: "auto" picks cuda, then mps, then cpu
 THREADS = 1  # BLAS and torch threads; these models are small, one thread is fastest on a busy CPU
-RANK = 10  # default model = recbook.mf.DEFAULTS: Bayesian MF, rank 10,
+RANK = 10  # the default model (recbook.mf.DEFAULTS): Bayesian MF, rank 10,
 BURN_IN = 20  # 20 discarded sweeps,
 SAMPLES = 100  # 100 averaged sweeps (benchmarks/mf.py uses exactly these)
 VAL_FRACTION = 0.1  # validation ratings carved out of train, for tuning and early stopping
