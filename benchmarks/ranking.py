@@ -303,6 +303,8 @@ def run_benchmark(
 ) -> tuple[evaluation.Comparison, dict[str, str]]:
     """Every model on the same per-user split for each seed; returns the comparison and the
     models that failed (a peer's error never stops the run)."""
+    if n_items <= K:
+        raise ValueError(f"a catalogue of {n_items} items is too small to rank a top-{K}")
     failed: dict[str, str] = {}
     has_ratings = RATING in data.columns
 

@@ -97,6 +97,14 @@ def test_ranking_needs_data_or_self_test(ranking):
         ranking.main(["--self-test", "--seeds", "1"])
 
 
+def test_ranking_refuses_a_catalogue_smaller_than_the_top_k(ranking):
+    df = ranking.interactions(
+        ranking.synthetic_interactions(0, n_users=30, n_items=10, n_interactions=600)
+    )
+    with pytest.raises(ValueError, match="too small"):
+        ranking.run_benchmark(df, 30, 10, ranking.models(False, True, 5)[:1])
+
+
 def test_choose_ease_l2_uses_only_the_training_part(ranking):
     df = ranking.interactions(
         ranking.synthetic_interactions(2, n_users=100, n_items=120, n_interactions=4000)
