@@ -56,8 +56,11 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
 #: run did not record is an error, so a renamed record cannot silently vanish from the README.
 HEADLINES: dict[str, list[tuple[str, str]]] = {}
 
+#: Column titles for the usual figure names (others are shown as they are named).
+HEADERS = {"fit_s": "fit s (wall)", "cpu_s": "fit s (CPU)", "rmse": "RMSE"}
+
 #: Metadata keys of a benchmark row that are not figures.
-_ROW_META = ("model", "dataset", "split", "peer", "n_seeds")
+_ROW_META = ("model", "dataset", "split", "peer", "n_seeds", "n_splits")
 
 
 class ReadmeError(ValueError):
@@ -85,6 +88,8 @@ def _machine(m: dict[str, Any] | None) -> str:
     if m.get("memory_gb"):
         parts.append(f"{m['memory_gb']:g} GB")
     parts.append(f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU")
+    if m.get("load_avg_1min") is not None:
+        parts.append(f"load average {m['load_avg_1min']:g} when written")
     return ", ".join(parts)
 
 
@@ -157,8 +162,9 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if key not in row or row[key] is None:
         return "—"
     value = row[key]
-    text = f"{value:.3f}" if isinstance(value, float) and key != "fit_s" else _fmt(value)
-    if key == "fit_s" and isinstance(value, (int, float)):
+    seconds = key.endswith("_s")
+    text = f"{value:.3f}" if isinstance(value, float) and not seconds else _fmt(value)
+    if seconds and isinstance(value, (int, float)):
         text = f"{value:.2f}"
     if f"{key}_lo" in row and f"{key}_hi" in row:
         text += f" ({row[f'{key}_lo']:.3f}–{row[f'{key}_hi']:.3f})"
@@ -171,7 +177,7 @@ def render_benchmark(doc: dict[str, Any]) -> str:
     """A benchmark results file (see :mod:`recbook.results`) as a markdown table."""
     rows = results.check_rows(doc.get("rows"), f"benchmark {doc.get('benchmark')!r}")
     cols = _metric_columns(rows)
-    head = ["model", "library"] + cols
+    head = ["model", "library"] + [HEADERS.get(c, c) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         library = "peer" if row["peer"] else "recbook"

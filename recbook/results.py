@@ -33,6 +33,8 @@ def machine() -> dict[str, Any]:
         "processor": _cpu_name(),
         "cpu_cores": os.cpu_count(),
         "memory_gb": _memory_gb(),
+        # a shared machine inflates wall times: the 1-minute load average says how busy it was
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     try:
         import torch

@@ -102,6 +102,7 @@ def test_render_and_update_a_readme(tmp_path):
     assert "| [00_setup_and_data](notebooks/00_setup_and_data.ipynb) |" in new
     assert "rmse_floor 0.7251, n_users 3000" in new and "device cpu" not in new
     assert "| 20 **failed** |" in new and "| **all 2** | | | **33** |" in new
+    assert "| model | library | ndcg@10 | fit s (wall) |" in new
     assert "| EASE | recbook | 0.292 (0.283–0.300) | 0.49 |" in new
     assert "| BPR (cornac) | peer | 0.250 | 3.00 |" in new
     assert "python b.py --self-test" in new
