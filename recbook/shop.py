@@ -19,7 +19,8 @@ impressions of the whole shop); prefer the per-task oracles on your own split.
 The generative story (all vectorised):
 
 * users live in one of 8 regions; each region has its own category tastes, each user deviates
-  from it (``pref``), and has a latent taste vector ``u`` (``taste_sd`` per coordinate);
+  from it (``pref``), and has a latent taste vector ``u`` (scale ``taste_sd``, a few dominant
+  axes: :data:`TASTE_SPECTRUM`);
 * items have a category (12), brand, tier (budget/standard/premium), style and colour; their
   latent vector ``v`` is built from category, style, tier and colour, so the title carries it;
 * an impression picks a user (long-tailed activity), a day (uniform from sign-up to the end), a
@@ -31,14 +32,14 @@ The generative story (all vectorised):
   (with probability ``review_probability``) ``clip(round(x + noise), 1, 5)``.
 
 Titles (``title_vocabulary``): ``"shared"`` draws every title from one word list per category.
-``"new"`` (default) gives each noun, style, tier and colour two to four English synonyms: each
+``"new"`` (default) gives each noun, style, tier and colour two to five English synonyms: each
 brand picks its own synonyms and title template (brands phrase things differently), and items
 released late -- new product lines -- are named only with synonyms no early item uses
 (earbuds for headphones, cardigan for sweater, crimson for red). In both regimes the late items
-come from brands that arrive late (:data:`_LATE_BRANDS` new sellers per category), so with the
-"new" vocabulary a bag-of-words fitted on warm titles knows nothing about a cold title, while a
-pretrained sentence encoder still reads its meaning. Both regimes draw the same world: only the
-titles differ.
+come from brands that arrive late (two new sellers per category), so with the "new" vocabulary
+a bag-of-words fitted on warm titles knows nothing about a cold title, while a pretrained
+sentence encoder still reads its meaning. Both regimes draw the same world: only the titles
+differ (``ds.info["title_vocabulary"]`` says which).
 
 Density. At the defaults (3,000 users, 1,000 items, 250,000 impressions) about a fifth of
 the impressions end in a rated purchase, so a user has a median of a dozen ratings while about
@@ -813,9 +814,8 @@ def load_shop(
         },
         index=idx,
     )
-    events["event"] = pd.Categorical(
-        np.where(bought[idx], "purchase", np.where(clicked[idx], "click", "view")),
-        categories=["view", "click", "purchase"],
+    events["event"] = pd.Categorical.from_codes(
+        clicked[idx].astype(np.int8) + bought[idx], categories=["view", "click", "purchase"]
     )
     noisy = x[idx] + rng.normal(0.0, rating_noise_sd, size=n_events)
     rating = np.clip(np.round(noisy), 1, 5)
