@@ -31,7 +31,9 @@
 # * dot product versus MLP on the same embeddings (Rendle et al., RecSys 2020), and how hard it
 #   is for an MLP to learn a dot product.
 #
-# **Run time.** About 55 s on 2 idle CPU cores (53 s measured with `python -m recbook run`); TensorFlow uses a GPU by itself when one is visible — not measured here.
+# **Run time.** About 2 min on 2 idle CPU cores: every comparison runs over three seeds and the
+# Rendle comparison tunes both models; the runner's measured figure is in the README.
+# TensorFlow uses a GPU by itself when one is visible.
 # Change `DATASET` to `"movielens-100k"` to run the same code on public data.
 
 # %%
@@ -48,7 +50,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from recbook import datasets, metrics, plots, runtime, splits
+from recbook import baselines, datasets, evaluation, metrics, mf, plots, runtime, splits
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k"
@@ -60,7 +62,7 @@ PATIENCE = 2
 DIM = 16  # embedding size, the same for the dot product and the MLP
 HIDDEN = (64, 32)
 N_NEG = 4  # sampled negatives per click for training
-N_EVAL_NEG = 99  # sampled negatives per held-out click for HR/NDCG (Rendle et al. 2020)
+N_EVAL_NEG = 99  # the sampled protocol of NCF, shown beside the full-catalogue ranking
 L2 = 1e-5
 LEARNING_RATE = 0.005
 BATCH_SIZE = 1024
@@ -69,6 +71,10 @@ PER_USER_LEARNING_RATE = 0.03
 PER_USER_BATCH_SIZE = 4096
 LISTING_ROWS = 4000  # rows fed to the article's listing (10 epochs at batch 32)
 TOP_K = 10
+SEEDS = 3  # seeds of every comparison (initialisation, shuffling, tie-break)
+# the Rendle-2020 comparison: (learning rate, L2) pairs tried on validation for each model
+TUNING_GRID = ((0.002, 1e-6), (0.005, 1e-6), (0.005, 1e-4))
+RANK_BATCH_SIZE = 4096
 
 # %%
 TF_DEVICE = M.start_notebook(DEVICE, SEED)  # seed, device, versions, record("device")
@@ -105,7 +111,8 @@ T_START = time.perf_counter()
 # time. Each user's latest new item is the test click, the one before it the validation click
 # (`splits.leave_last_out`). Every click gets `N_NEG` items the user never clicked, drawn
 # uniformly, as negatives (`splits.add_negatives`), so the base rate is $1/(1+N_{neg})$ by
-# construction. Users and items are described by their table columns
+# construction. Training negatives avoid only the *training* clicks: avoiding the test clicks
+# too would tell the model, through the negatives, which items the test holds. Users and items are described by their table columns
 # (`models_tf.tabular_features`: one-hot categories, standardised numbers).
 
 # %%
@@ -121,8 +128,10 @@ pairs = (ds.positives().sort_values("timestamp", kind="stable")
          .drop_duplicates(["user_id", "item_id"]).reset_index(drop=True))  # fmt: skip
 train_pos_all, test_pos = splits.leave_last_out(pairs)
 train_pos, val_pos = splits.leave_last_out(train_pos_all)
-train = splits.add_negatives(train_pos, ds.n_items, n_neg=N_NEG, seed=SEED, seen=pairs)
-val = splits.add_negatives(val_pos, ds.n_items, n_neg=N_NEG, seed=SEED + 1, seen=pairs)
+# training and validation negatives may only avoid what the model is allowed to know (the
+# training clicks); test negatives avoid every click, so no true positive is labelled 0
+train = splits.add_negatives(train_pos, ds.n_items, n_neg=N_NEG, seed=SEED, seen=train_pos_all)
+val = splits.add_negatives(val_pos, ds.n_items, n_neg=N_NEG, seed=SEED + 1, seen=train_pos_all)
 test = splits.add_negatives(test_pos, ds.n_items, n_neg=N_NEG, seed=SEED + 2, seen=pairs)
 base_rate = train["label"].mean()
 print(f"labelled rows: {len(train)} train, {len(val)} validation, {len(test)} test; "
@@ -167,18 +176,40 @@ def click_report(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 # rule; only the loss differs.
 
 # %%
-click_rows, histories, per_user_models = {}, {}, {}
-for loss in ("mse", "binary_crossentropy"):
-    runtime.seed_everything(SEED)
-    model = M.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=SEED)
-    model.compile(optimizer=keras.optimizers.Adam(PER_USER_LEARNING_RATE), loss=loss)
-    histories[loss] = M.fit(model, *pipelines(with_item_features, PER_USER_BATCH_SIZE),
-                            epochs=EPOCHS, patience=PATIENCE)  # fmt: skip
-    probs = model.predict(M.make_dataset(with_item_features(test), batch_size=8192), verbose=0)
-    name = "001 per-user σ, " + ("squared error (§4.3)" if loss == "mse" else "cross-entropy")
-    click_rows[name] = click_report(test["label"], probs) | {"epochs": len(histories[loss])}
-    per_user_models[loss] = model
-pd.DataFrame(click_rows).T.round(4)
+click_rows, histories = {}, {}
+PER_USER_NAMES = {"mse": "001 per-user σ, squared error (§4.3)",
+                  "binary_crossentropy": "001 per-user σ, cross-entropy"}  # fmt: skip
+
+
+def per_user_run(seed: int) -> dict:
+    """Both losses on the same data and seed; test AUC and log-loss of each."""
+    out = {}
+    for loss, name in PER_USER_NAMES.items():
+        runtime.seed_everything(seed)
+        model = M.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(PER_USER_LEARNING_RATE), loss=loss)
+        history = M.fit(model, *pipelines(with_item_features, PER_USER_BATCH_SIZE),
+                        epochs=EPOCHS, patience=PATIENCE)  # fmt: skip
+        probs = model.predict(M.make_dataset(with_item_features(test), batch_size=8192), verbose=0)
+        out[name] = click_report(test["label"], probs) | {"epochs": len(history)}
+        if seed == SEED:
+            click_rows[name], histories[loss] = out[name], history
+    return out
+
+
+per_user_cmp = evaluation.compare(per_user_run, seeds=range(SEED, SEED + SEEDS), desc="per-user σ")
+per_user_cmp.summary(["AUC", "log-loss"])
+
+# %%
+ce, se = PER_USER_NAMES["binary_crossentropy"], PER_USER_NAMES["mse"]
+ce_vs_se_logloss = per_user_cmp.difference(se, ce, "log-loss")
+ce_vs_se_auc = per_user_cmp.difference(ce, se, "AUC")
+evaluation.verdict("cross-entropy fits clicks better than squared error (log-loss, SE - CE)",
+                   ce_vs_se_logloss)  # fmt: skip
+evaluation.verdict("cross-entropy ranks clicks better than squared error (AUC, CE - SE)",
+                   ce_vs_se_auc)  # fmt: skip
+print(f"epochs to the best validation loss: {per_user_cmp.values(se, 'epochs').tolist()} (SE), "
+      f"{per_user_cmp.values(ce, 'epochs').tolist()} (CE)")  # fmt: skip
 
 # %% [markdown]
 # Why cross-entropy for clicks: a click is a coin flip with probability $p=\sigma(z)$, and the
@@ -344,6 +375,75 @@ print(
 #   cannot run; an accuracy is uninformative without the base rate (printed above for ours).
 
 # %% [markdown]
+# ### The minimal repair: the same network, fed the item
+#
+# Keep everything the listing chose — `Dense(128, relu)`, `Dense(64, relu)`, `Dense(1,
+# sigmoid)`, `adam`, binary cross-entropy, 10 epochs at batch size 32, the same `LISTING_ROWS`
+# rows — and change one thing: the input is the user's features *and* the item's features side by
+# side, so the network can tell one item from another.
+
+# %%
+runtime.seed_everything(SEED)
+pair_data = np.hstack([user_data, item_data])
+repaired = build_model(input_shape=(pair_data.shape[1],))
+repaired = train_model(repaired, pair_data, None, labels)
+repaired_probs = repaired.predict(
+    np.hstack([user_x[test["user_id"]], item_x[test["item_id"]]]), verbose=0
+).ravel()
+click_rows["001 §5.2 listing, repaired (user + item features)"] = click_report(
+    test["label"], repaired_probs
+) | {"epochs": 10}
+pd.DataFrame(click_rows).T.round(4)
+
+# %% [markdown]
+# ### 001's $r_{ij}$ is a rating: a sigmoid cannot output 4 stars
+#
+# §4.2 calls $r_{ij}$ user $i$'s *rating* of item $j$, yet computes it with a sigmoid, whose
+# output lies in $(0, 1)$. Fitted to 1–5 ratings with the squared error of §4.3, the unit
+# saturates at 1 and the error stays huge; rescaled to $(r-1)/4$ and mapped back, the same
+# model is an ordinary rating regressor, and it is then judged against the rating baselines.
+
+# %%
+r_train_all, r_test = splits.per_user_split(ds.ratings(), test_size=0.2, seed=SEED)
+r_train, r_val = splits.per_user_split(r_train_all, test_size=0.1, seed=SEED + 1)
+
+
+def sigmoid_rating_model(scale: bool) -> np.ndarray:
+    """001's per-user σ unit on item features, fitted to raw or rescaled ratings."""
+    target = (lambda r: (r - 1) / 4) if scale else (lambda r: r)
+    runtime.seed_everything(SEED)
+    model = M.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=SEED)
+    model.compile(optimizer=keras.optimizers.Adam(PER_USER_LEARNING_RATE), loss="mse")
+    M.fit(model,
+          M.make_dataset(with_item_features(r_train), target(r_train["rating"]),
+                         batch_size=PER_USER_BATCH_SIZE, shuffle=True, seed=SEED),
+          M.make_dataset(with_item_features(r_val), target(r_val["rating"]), batch_size=8192),
+          epochs=EPOCHS, patience=PATIENCE)  # fmt: skip
+    out = model.predict(M.make_dataset(with_item_features(r_test), batch_size=8192), verbose=0)
+    return 1 + 4 * out.ravel() if scale else out.ravel()
+
+
+rating_rows = {
+    "σ unit on raw 1–5 ratings": sigmoid_rating_model(scale=False),
+    "σ unit on (r − 1)/4, mapped back": sigmoid_rating_model(scale=True),
+    "training mean": np.full(len(r_test), r_train_all["rating"].mean()),
+    "user + item biases": mf.fit(r_train_all, ds.n_users, ds.n_items, model="biases",
+                                 progress=False).predict(r_test["user_id"], r_test["item_id"]),
+}  # fmt: skip
+if ds.truth is not None:
+    rating_rows["oracle (truth)"] = ds.truth.expected_rating(r_test["user_id"], r_test["item_id"])
+rating_table = pd.DataFrame(
+    {name: {"test RMSE": metrics.rmse(r_test["rating"], p), "largest prediction": p.max()}
+     for name, p in rating_rows.items()}
+).T  # fmt: skip
+rating_table.round(3)
+
+# %%
+assert rating_table.loc["σ unit on raw 1–5 ratings", "largest prediction"] < 1.0
+assert (rating_table.loc["σ unit on (r − 1)/4, mapped back", "test RMSE"]
+        < rating_table.loc["σ unit on raw 1–5 ratings", "test RMSE"])  # fmt: skip
+
+# %% [markdown]
 # ## A working version: a click MLP on features and embeddings
 #
 # `models_tf.mlp_click_model`: the concatenation of the user's features, the item's features
@@ -352,11 +452,24 @@ print(
 # network. Binary cross-entropy, early stopping on the validation log-loss.
 
 # %%
-runtime.seed_everything(SEED)
-mlp = M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
-                        item_features=item_x, l2=L2, seed=SEED)  # fmt: skip
-mlp.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
-histories["mlp"] = M.fit(mlp, *pipelines(ids), epochs=EPOCHS, patience=PATIENCE)
+click_mlps: dict[int, keras.Model] = {}
+
+
+def train_click_mlp(seed: int) -> keras.Model:
+    """The working click model for one seed (cached: the ranking comparison reuses it)."""
+    if seed not in click_mlps:
+        runtime.seed_everything(seed)
+        model = M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
+                                  item_features=item_x, l2=L2, seed=seed)  # fmt: skip
+        model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
+        histories["mlp" if seed == SEED else ("mlp", seed)] = M.fit(
+            model, *pipelines(ids), epochs=EPOCHS, patience=PATIENCE
+        )
+        click_mlps[seed] = model
+    return click_mlps[seed]
+
+
+mlp = train_click_mlp(SEED)
 mlp_probs = M.score_pairs(mlp, test["user_id"], test["item_id"])
 click_rows["MLP on features + embeddings"] = click_report(test["label"], mlp_probs) | {
     "epochs": len(histories["mlp"])
@@ -367,6 +480,12 @@ click_rows["popularity (clicks per item)"] = {
     "AUC": metrics.auc(test["label"], pop_score),
     "majority-class accuracy": float(1 - test["label"].mean()),
 }
+if ds.truth is not None:  # the same test rows scored by the shop's truth
+    oracle_score = ds.truth.interaction_probability(test["user_id"], test["item_id"], "click")
+    click_rows["oracle (truth: exposure × click)"] = {
+        "AUC": metrics.auc(test["label"], oracle_score),
+        "majority-class accuracy": float(1 - test["label"].mean()),
+    }
 click_table = pd.DataFrame(click_rows).T
 click_table.round(4)
 
@@ -395,50 +514,111 @@ fig.tight_layout()
 #
 # Rendle, Krichene, Zhang and Anderson ("Neural Collaborative Filtering vs. Matrix
 # Factorization Revisited") found that a well-tuned dot product beats the NCF multilayer
-# perceptron on the NCF benchmarks. Here: the same embedding size `DIM`, the same data, loss,
-# optimiser, epoch budget and stopping rule; only the combining function differs. Evaluation
-# follows the NCF protocol: each user's held-out click ranked among `N_EVAL_NEG` sampled items
-# the user never clicked (`splits.sample_eval_candidates`), HR@10 and NDCG@10.
+# perceptron on the NCF benchmarks. A fair rerun needs an *equal, tuned* budget: the same
+# embedding size `DIM`, data, loss and stopping rule; each model's learning rate and L2 penalty
+# chosen from `TUNING_GRID` on the *validation* clicks; then `SEEDS` seeds of each at its chosen
+# setting. Every user's held-out click is ranked against the **whole catalogue** (training
+# clicks removed). Beside it, the NCF paper's sampled protocol (the click among `N_EVAL_NEG`
+# sampled items): Krichene & Rendle (KDD 2020) showed that sampled metrics can reorder models,
+# so it is printed only to be compared, not trusted.
 
 # %%
-models_cmp = {
-    "dot product p·q + biases": M.dot_product_model(
-        ds.n_users, ds.n_items, DIM, l2=L2, activation="sigmoid", seed=SEED
-    ),  # fmt: skip
-    "MLP on [p, q] (NCF)": M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, l2=L2, seed=SEED),
+RANK_MODELS = {
+    "dot product p·q + biases": lambda lr, l2, seed: M.dot_product_model(
+        ds.n_users, ds.n_items, DIM, l2=l2, activation="sigmoid", seed=seed
+    ),
+    "MLP on [p, q] (NCF)": lambda lr, l2, seed: M.mlp_click_model(
+        ds.n_users, ds.n_items, DIM, HIDDEN, l2=l2, seed=seed
+    ),
 }
-for name, model in models_cmp.items():
-    runtime.seed_everything(SEED)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
-    histories[name] = M.fit(model, *pipelines(ids), epochs=EPOCHS, patience=PATIENCE)
+trained: dict[tuple, keras.Model] = {}
+
+
+def train_ranker(name: str, lr: float, l2: float, seed: int) -> keras.Model:
+    """One model of the comparison, early-stopped on validation log-loss (cached)."""
+    key = (name, lr, l2, seed)
+    if key not in trained:
+        runtime.seed_everything(seed)
+        model = RANK_MODELS[name](lr, l2, seed)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy")
+        histories[key] = M.fit(model, *pipelines(ids, RANK_BATCH_SIZE), epochs=EPOCHS,
+                               patience=PATIENCE)  # fmt: skip
+        trained[key] = model
+    return trained[key]
+
+
+chosen = {}
+for name in RANK_MODELS:
+    best, curve = evaluation.tune(
+        lambda setting, name=name: evaluation.full_catalogue_metrics(
+            M.score_all(train_ranker(name, *setting, SEED), ds.n_users, ds.n_items),
+            train_pos, val_pos, k=TOP_K,
+        )["ndcg"],
+        TUNING_GRID,
+        desc=f"tune {name}",
+    )  # fmt: skip
+    chosen[name] = best
+    print(f"{name}: validation NDCG@{TOP_K} by (learning rate, L2):",
+          {k: round(v, 4) for k, v in curve.items()}, "-> chosen", best)  # fmt: skip
 
 # %%
-candidates = splits.sample_eval_candidates(test_pos, pairs, ds.n_items, n_neg=N_EVAL_NEG, seed=SEED)
-cand_users = np.repeat(test_pos["user_id"].to_numpy(), candidates.shape[1])
-relevant = np.zeros(candidates.shape, dtype=bool)
-relevant[:, 0] = True  # column 0 is the held-out click
-scorers = {
-    "popularity": lambda: item_clicks[candidates].astype(float),
-    **{
-        name: (
-            lambda m=m: M.score_pairs(m, cand_users, candidates.ravel()).reshape(candidates.shape)
+EASE_L2, _ = evaluation.tune(
+    lambda l2: evaluation.full_catalogue_metrics(
+        baselines.ease_scores(train_pos, ds.n_users, ds.n_items, l2=l2), train_pos, val_pos,
+        k=TOP_K)["ndcg"],
+    [20.0, 100.0, 500.0, 2500.0], desc="EASE penalty")  # fmt: skip
+fixed_rankers = {
+    "popularity": baselines.popularity_scores(train_pos_all, ds.n_users, ds.n_items),
+    "EASE (item-item)": baselines.ease_scores(train_pos_all, ds.n_users, ds.n_items, l2=EASE_L2),
+}
+if ds.truth is not None:
+    fixed_rankers["oracle (truth)"] = ds.truth.oracle_scores("interaction-click")
+sampled = splits.sample_eval_candidates(test_pos, pairs, ds.n_items, n_neg=N_EVAL_NEG, seed=SEED)
+sampled_relevant = np.zeros(sampled.shape, dtype=bool)
+sampled_relevant[:, 0] = True  # column 0 is the held-out click; ties are broken at random
+sampled_rows = test_pos["user_id"].to_numpy()[:, None]
+
+
+def ranking_run(seed: int) -> dict:
+    """Every ranker on the full catalogue and on the sampled 1 + 99 candidates."""
+    scores = dict(fixed_rankers)
+    for name in RANK_MODELS:
+        model = train_ranker(name, *chosen[name], seed)
+        scores[name] = M.score_all(model, ds.n_users, ds.n_items)
+    scores["MLP on features + embeddings"] = M.score_all(
+        train_click_mlp(seed), ds.n_users, ds.n_items
+    )
+    out = {}
+    for name, s in scores.items():
+        row = evaluation.full_catalogue_metrics(s, train_pos_all, test_pos, k=TOP_K, seed=seed)
+        row = {f"{k} (full)": v for k, v in row.items() if k in ("hit_rate", "ndcg")}
+        row["ndcg (1+99 sampled)"] = metrics.ndcg_at_k(
+            s[sampled_rows, sampled], sampled_relevant, TOP_K, seed=seed
         )
-        for name, m in models_cmp.items()
-    },  # fmt: skip
-    "MLP on features + embeddings": lambda: M.score_pairs(
-        mlp, cand_users, candidates.ravel()
-    ).reshape(candidates.shape),
-}
-rank_rows = {}
-for name, scorer in scorers.items():
-    scores = scorer()
-    rank_rows[name] = {
-        f"HR@{TOP_K}": metrics.hit_rate_at_k(scores, relevant, TOP_K),
-        f"NDCG@{TOP_K}": metrics.ndcg_at_k(scores, relevant, TOP_K),
-        "epochs": len(histories[name]) if name in histories else np.nan,
-    }
-ranking = pd.DataFrame(rank_rows).T
-ranking.round(4)
+        out[name] = row
+    return out
+
+
+ranking_cmp = evaluation.compare(ranking_run, seeds=range(SEED, SEED + SEEDS), desc="rankers")
+ranking_cmp.summary()
+
+# %%
+dot_vs_mlp = ranking_cmp.difference("dot product p·q + biases", "MLP on [p, q] (NCF)",
+                                    "ndcg (full)")  # fmt: skip
+evaluation.verdict("Rendle et al. 2020: the tuned dot product beats the tuned NCF MLP "
+                   f"(NDCG@{TOP_K}, full catalogue)", dot_vs_mlp)  # fmt: skip
+evaluation.verdict(
+    "the same claim on the sampled 1 + 99 protocol",
+    ranking_cmp.difference(
+        "dot product p·q + biases", "MLP on [p, q] (NCF)", "ndcg (1+99 sampled)"
+    ),
+)
+for model_name in ("MLP on features + embeddings", "dot product p·q + biases"):
+    for baseline in ("popularity", "EASE (item-item)"):
+        evaluation.verdict(f"{model_name} beats {baseline} (NDCG@{TOP_K}, full catalogue)",
+                           ranking_cmp.difference(model_name, baseline, "ndcg (full)"))  # fmt: skip
+mlp_vs_ease = ranking_cmp.difference("MLP on features + embeddings", "EASE (item-item)",
+                                     "ndcg (full)")  # fmt: skip
 
 # %% [markdown]
 # ### Can an MLP learn a dot product?
@@ -504,60 +684,59 @@ fig.tight_layout()
 # ## Measured
 
 # %%
-summary = (
-    click_table.rename(index={"popularity (clicks per item)": "popularity"})
-    .drop(columns=["majority-class accuracy", "epochs"])
-    .join(ranking.drop(columns="epochs"), how="outer")
-)
-summary.columns = [f"{c} (test rows)" if c in ("AUC", "log-loss", "accuracy") else
-                   f"{c} (1 + {N_EVAL_NEG})" for c in summary.columns]  # fmt: skip
-print(f"base rate of the test rows: {test['label'].mean():.3f}")
-summary.round(4)
+click_table = pd.DataFrame(click_rows).T
+print(f"click rows: seed {SEED}; base rate of the test rows {test['label'].mean():.3f}")
+click_table.drop(columns=["majority-class accuracy"]).round(4)
+
+# %%
+table = ranking_cmp.table(["ndcg (full)"])["ndcg (full)"].sort_values("mean")
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+ax.barh(table.index, table["mean"], xerr=table["hi"] - table["mean"], color="tab:blue")
+ax.set(xlabel=f"NDCG@{TOP_K}, full catalogue (95 % interval, {SEEDS} seeds)",
+       title="who ranks held-out clicks best")  # fmt: skip
+fig.tight_layout()
 
 # %%
 mlp_auc = click_table.loc["MLP on features + embeddings", "AUC"]
-ce_row = click_table.loc["001 per-user σ, cross-entropy"]
-mse_row = click_table.loc["001 per-user σ, squared error (§4.3)"]
-dot_hr = ranking.loc["dot product p·q + biases", f"HR@{TOP_K}"]
-ncf_hr = ranking.loc["MLP on [p, q] (NCF)", f"HR@{TOP_K}"]
+ranks = ranking_cmp.table(["hit_rate (full)", "ndcg (full)", "ndcg (1+99 sampled)"])
 recbook.record("base_rate", base_rate)
 recbook.record("auc_mlp", mlp_auc)
 recbook.record("logloss_mlp", click_table.loc["MLP on features + embeddings", "log-loss"])
 recbook.record("accuracy_mlp", click_table.loc["MLP on features + embeddings", "accuracy"])
-recbook.record("auc_per_user_ce", ce_row["AUC"])
-recbook.record("auc_per_user_mse", mse_row["AUC"])
+recbook.record("auc_per_user_ce", per_user_cmp.interval(ce, "AUC").mean)
+recbook.record("auc_per_user_mse", per_user_cmp.interval(se, "AUC").mean)
 recbook.record(
     "accuracy_listing", click_table.loc["001 §5.2 listing (user features only)", "accuracy"]
 )
 recbook.record("auc_listing", click_table.loc["001 §5.2 listing (user features only)", "AUC"])
-recbook.record("hr10_dot", dot_hr)
-recbook.record("hr10_ncf_mlp", ncf_hr)
-recbook.record("ndcg10_dot", ranking.loc["dot product p·q + biases", f"NDCG@{TOP_K}"])
-recbook.record("ndcg10_ncf_mlp", ranking.loc["MLP on [p, q] (NCF)", f"NDCG@{TOP_K}"])
-recbook.record("hr10_popularity_sampled", ranking.loc["popularity", f"HR@{TOP_K}"])
+recbook.record("auc_listing_repaired",
+               click_table.loc["001 §5.2 listing, repaired (user + item features)", "AUC"])  # fmt: skip
+for name, key in (("dot product p·q + biases", "dot"), ("MLP on [p, q] (NCF)", "ncf_mlp"),
+                  ("popularity", "popularity"), ("EASE (item-item)", "ease")):  # fmt: skip
+    recbook.record(f"ndcg10_{key}", ranks.loc[name, ("ndcg (full)", "mean")])
+    recbook.record(f"hr10_{key}", ranks.loc[name, ("hit_rate (full)", "mean")])
+    recbook.record(f"ndcg10_sampled_{key}", ranks.loc[name, ("ndcg (1+99 sampled)", "mean")])
+recbook.record("ndcg10_dot_minus_mlp_lo", dot_vs_mlp.lo)
+recbook.record(
+    "ndcg10_click_mlp", ranks.loc["MLP on features + embeddings", ("ndcg (full)", "mean")]
+)
+recbook.record("ndcg10_click_mlp_minus_ease_lo", mlp_vs_ease.lo)
+if ds.truth is not None:
+    recbook.record("auc_oracle", click_table.loc["oracle (truth: exposure × click)", "AUC"])
+    recbook.record("ndcg10_oracle", ranks.loc["oracle (truth)", ("ndcg (full)", "mean")])
 assert mlp_auc > click_table.loc["popularity (clicks per item)", "AUC"], "MLP must beat popularity"
 assert abs(click_table.loc["001 §5.2 listing (user features only)", "AUC"] - 0.5) < 0.05, (
     "user features alone cannot rank items when every user has the same click rate"
 )
-assert ce_row["log-loss"] <= mse_row["log-loss"] + 0.01, (
-    "cross-entropy should fit clicks at least as well"
-)
 
 # %%
-print(
-    f"001 §4.2 r_ij = σ(W_i·x_j + b_i) learns clicks from item features: "
-    f"{'confirmed' if ce_row['AUC'] > 0.55 else 'not confirmed'} (test AUC {ce_row['AUC']:.3f})"
+evaluation.verdict(
+    "001 §4.2 r_ij = σ(W_i·x_j + b_i) learns clicks from item features (AUC - 0.5)",
+    evaluation.interval(per_user_cmp.values(ce, "AUC") - 0.5),
 )
-print(
-    f"001 §4.3 squared error by gradient descent: works (AUC {mse_row['AUC']:.3f}), "
-    f"cross-entropy log-loss {ce_row['log-loss']:.3f} vs {mse_row['log-loss']:.3f}"
-)
-print(f"004 §4.2.1 Interest(u,c) = σ(Wᵀ Embed(u,c)) as an MLP: confirmed "
-      f"(AUC {mlp_auc:.3f}, accuracy {click_table.loc['MLP on features + embeddings', 'accuracy']:.3f} "
-      f"at a majority-class rate of {1 - test['label'].mean():.3f})")  # fmt: skip
-print(f"Rendle et al. 2020, dot product >= MLP on equal embeddings: "
-      f"{'confirmed' if dot_hr >= ncf_hr else 'not confirmed'} here "
-      f"(HR@{TOP_K} {dot_hr:.3f} vs {ncf_hr:.3f})")  # fmt: skip
+print(f"004 §4.2.1 Interest(u,c) = σ(Wᵀ Embed(u,c)) as an MLP: test AUC {mlp_auc:.3f} vs "
+      f"popularity {click_table.loc['popularity (clicks per item)', 'AUC']:.3f} (seed {SEED}; "
+      "its ranking over the catalogue, with intervals, is in the table above)")  # fmt: skip
 print(f"notebook wall time: {time.perf_counter() - T_START:.0f} s")
 
 # %% [markdown]
@@ -571,9 +750,14 @@ print(f"notebook wall time: {time.perf_counter() - T_START:.0f} s")
 #   no way to rank items.
 # * Report accuracy only next to the base rate; prefer AUC and log-loss for clicks, and check
 #   calibration.
-# * A click MLP needs items in its input: features and embeddings of both sides.
+# * A click MLP needs items in its input: features and embeddings of both sides. The listing's
+#   own network, fed the item, already ranks; with embeddings it competes with EASE (the
+#   verdicts above say whether it beats it here).
+# * 001's $r_{ij}$ called a rating cannot be a sigmoid's output: rescale the target or use a
+#   linear output, and compare with the rating baselines.
 # * On equal footing the plain dot product is a strong baseline; an MLP must *learn* the
-#   multiplication, which takes data.
+#   multiplication, which takes data. Whether the dot product *wins* is a claim to decide over
+#   seeds at a tuned budget — and on the full catalogue, not on 1 + 99 sampled items.
 #
 # ## Exercises
 #
