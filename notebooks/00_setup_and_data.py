@@ -230,6 +230,7 @@ ds.events.head()
 # NBVAL_CHECK_OUTPUT
 events = ds.events
 ratings = ds.ratings()
+has_ratings = not ratings.empty  # Online Retail has purchases only, no ratings
 summary = pd.Series(
     {
         "users": ds.n_users,
@@ -240,10 +241,11 @@ summary = pd.Series(
             events[["user_id", "item_id"]].drop_duplicates().shape[0] / (ds.n_users * ds.n_items),
             4,
         ),
-        "mean rating": round(ratings["rating"].mean(), 3),
     },
     dtype=object,
 )
+if has_ratings:
+    summary["mean rating"] = round(ratings["rating"].mean(), 3)
 if "event" in events:
     summary = pd.concat([summary, events["event"].value_counts().sort_index().astype(object)])
 summary.to_frame("value")
@@ -263,10 +265,14 @@ axes[0, 0].text(
     0.05, 0.05, f"top 10% of items: {top_share:.0%} of events", transform=axes[0, 0].transAxes
 )
 
-ratings["rating"].value_counts().sort_index().plot.bar(ax=axes[0, 1], color="tab:orange")
-axes[0, 1].set(
-    title="ratings (purchases only)" if is_shop else "ratings", xlabel="rating", ylabel="count"
-)
+if has_ratings:
+    ratings["rating"].value_counts().sort_index().plot.bar(ax=axes[0, 1], color="tab:orange")
+    axes[0, 1].set(
+        title="ratings (purchases only)" if is_shop else "ratings", xlabel="rating", ylabel="count"
+    )
+else:
+    axes[0, 1].set_axis_off()
+    axes[0, 1].text(0.1, 0.5, f"{DATASET} has no ratings")
 
 day = (events["timestamp"] - events["timestamp"].min()) // 86_400
 week = (day // 7).rename("week")
@@ -329,23 +335,27 @@ if is_shop:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rating_train, rating_test = splits.per_user_split(ratings, test_size=0.2, seed=SEED)
-predictions = {
-    "training mean": np.full(len(rating_test), rating_train["rating"].mean()),
-    "user + item biases": mf.fit(rating_train, ds.n_users, ds.n_items, model="biases",
-                                 progress=False).predict(rating_test["user_id"], rating_test["item_id"]),
-}  # fmt: skip
-if is_shop:
-    predictions["oracle (truth.expected_rating)"] = ds.truth.expected_rating(
-        rating_test["user_id"], rating_test["item_id"]
+if has_ratings:
+    rating_train, rating_test = splits.per_user_split(ratings, test_size=0.2, seed=SEED)
+    biases = mf.fit(rating_train, ds.n_users, ds.n_items, model="biases", progress=False)
+    predictions = {
+        "training mean": np.full(len(rating_test), rating_train["rating"].mean()),
+        "user + item biases": biases.predict(rating_test["user_id"], rating_test["item_id"]),
+    }
+    if is_shop:
+        predictions["oracle (truth.expected_rating)"] = ds.truth.expected_rating(
+            rating_test["user_id"], rating_test["item_id"]
+        )
+    rating_rows = pd.Series(
+        {name: metrics.rmse(rating_test["rating"], p) for name, p in predictions.items()},
+        name="test RMSE",
     )
-rating_rows = pd.Series(
-    {name: metrics.rmse(rating_test["rating"], p) for name, p in predictions.items()},
-    name="test RMSE",
-)
-rmse_mean = rating_rows["training mean"]
-if is_shop:
-    assert rating_rows.iloc[-1] < rating_rows["user + item biases"] < rmse_mean
+    rmse_mean = rating_rows["training mean"]
+    if is_shop:
+        assert rating_rows.iloc[-1] < rating_rows["user + item biases"] < rmse_mean
+else:
+    rating_rows = pd.Series(dtype=float, name="test RMSE")
+    print(f"{DATASET} has no ratings: no rating rows")
 rating_rows.round(3).to_frame()
 
 # %% [markdown]
@@ -500,8 +510,11 @@ print(f"all split checks passed; {len(negatives)} sampled negatives, none of the
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rating_users = rating_test.drop_duplicates("user_id")
-cands = splits.sample_eval_candidates(rating_users, ratings, ds.n_items, n_neg=99, seed=SEED)
+if has_ratings:
+    held_out, seen_pairs = rating_test.drop_duplicates("user_id"), ratings
+else:  # purchases only: each user's last purchase is the held-out item
+    held_out, seen_pairs = splits.leave_last_out(positives)[1], positives
+cands = splits.sample_eval_candidates(held_out, seen_pairs, ds.n_items, n_neg=99, seed=SEED)
 in_column_0 = np.zeros(cands.shape, dtype=bool)
 in_column_0[:, 0] = True
 constant = np.zeros(cands.shape)
@@ -595,8 +608,9 @@ if is_shop:
 recbook.record("n_events", len(events))
 recbook.record("n_users", ds.n_users)
 recbook.record("n_items", ds.n_items)
-recbook.record("rmse_global_mean", round(rmse_mean, 4))
-recbook.record("rmse_biases", round(rating_rows["user + item biases"], 4))
+if has_ratings:
+    recbook.record("rmse_global_mean", round(rmse_mean, 4))
+    recbook.record("rmse_biases", round(rating_rows["user + item biases"], 4))
 recbook.record(f"pop_hr_at_{K}", round(honest[("hit_rate", "mean")], 4))
 recbook.record(f"pop_ndcg_at_{K}", round(honest[("ndcg", "mean")], 4))
 recbook.record(f"ease_ndcg_at_{K}", round(means.loc["EASE (item-item)", ("ndcg", "mean")], 4))
