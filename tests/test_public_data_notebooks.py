@@ -6,7 +6,8 @@ whose ``parameters`` cell has ``DATA_PATH`` and names the dataset on its ``DATAS
 convention: ``DATASET = "shop"  # or "movielens-100k"``). MovieLens-100K comes from a
 SYNTHETIC MovieLens-shaped set written in the official ml-100k layout (``benchmarks/mf.py``'s
 writer: u.data, u1..u5 splits, u.item with genres, u.user with age, gender, occupation, zip),
-large enough for the notebooks' splits; Online Retail from the committed workbook fixture.
+large enough for the notebooks' splits; Online Retail from a SYNTHETIC workbook with the UCI
+sheet and columns (:func:`write_online_retail`).
 
 Marked ``public_data`` and skipped unless ``RECBOOK_PUBLIC_DATA=1`` (several minutes):
 ``RECBOOK_PUBLIC_DATA=1 .venv/bin/python -m pytest tests/test_public_data_notebooks.py``.
@@ -72,10 +73,61 @@ def public_copies(tmp_path_factory) -> dict[str, Path]:
     spec.loader.exec_module(bench)
     df, _ = bench.synthetic_movielens(0, n_users=400, n_items=800, n_ratings=30_000)
     folder = bench.write_movielens_100k(df, str(tmp_path_factory.mktemp("public") / "ml-100k"))
-    return {
-        "movielens-100k": Path(folder),
-        "online-retail": ROOT / "data" / "fixtures" / "online_retail_sample.xlsx",
-    }
+    retail = write_online_retail(tmp_path_factory.mktemp("public") / "synthetic_online_retail.xlsx")
+    return {"movielens-100k": Path(folder), "online-retail": retail}
+
+
+WORDS = (
+    "red white blue pink vintage retro heart star candle holder mug bag lantern tin box "
+    "cake stand doormat clock garland bunting card wrap jar light"
+).split()
+
+
+def write_online_retail(
+    path: Path, n_customers: int = 300, n_products: int = 400, n_rows: int = 12_000, seed: int = 0
+) -> Path:
+    """A SYNTHETIC workbook with the UCI Online Retail sheet and columns: invoices of a few
+    lines over one year, half of each customer's baskets from her favourite of four product
+    groups and half from the whole shop, long-tailed product popularity, free-text
+    descriptions, a few cancellations and rows without a customer (the cleaning drops them)."""
+    import numpy as np
+    import openpyxl
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    codes = [f"{20000 + k}" for k in range(n_products)]
+    titles = [" ".join(rng.choice(WORDS, 3, replace=False)).upper() for _ in codes]
+    group = rng.integers(0, 4, n_products)
+    taste = rng.integers(0, 4, n_customers)
+    popularity = rng.lognormal(0.0, 1.5, n_products)  # a few best-sellers, a long tail
+    start = pd.Timestamp("2010-12-01 08:00")
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("Online Retail")
+    ws.append(["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+               "UnitPrice", "CustomerID", "Country"])  # fmt: skip
+    rows, invoice = 0, 536365
+    while rows < n_rows:
+        customer = int(rng.integers(0, n_customers))
+        when = (start + pd.Timedelta(minutes=int(rng.integers(0, 365 * 24 * 60)))).to_pydatetime()
+        # half the baskets follow the customer's group, half the shop's best-sellers
+        own = rng.random() < 0.5
+        liked = np.flatnonzero(group == taste[customer]) if own else np.arange(n_products)
+        weight = popularity[liked] / popularity[liked].sum()
+        lines = rng.choice(liked, int(rng.integers(1, 8)), replace=False, p=weight)
+        cancelled = rng.random() < 0.02
+        no_customer = rng.random() < 0.03
+        for item in lines:
+            ws.append([
+                f"C{invoice}" if cancelled else str(invoice), codes[item], titles[item],
+                int(-1 if cancelled else rng.integers(1, 13)), when,
+                float(round(rng.uniform(0.4, 9.0), 2)),
+                None if no_customer else float(12346 + customer),
+                "United Kingdom" if customer % 5 else "France",
+            ])  # fmt: skip
+            rows += 1
+        invoice += 1
+    wb.save(path)
+    return path
 
 
 @pytest.mark.parametrize("notebook,dataset", CASES, ids=[f"{n.stem}-{d}" for n, d in CASES])
@@ -86,8 +138,9 @@ def test_notebook_runs_on_public_format_data(notebook, dataset, public_copies, t
         "-p", f"DATASET={dataset}", "-p", f"DATA_PATH={public_copies[dataset]}",
         "--out", str(out), "--no-progress",
     ]  # fmt: skip
+    env = {**os.environ, "RECBOOK_DATA": str(tmp_path / "data")}  # parse caches stay in tmp
     done = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
     summary_file = out / "summary.json"
     assert summary_file.exists(), done.stderr[-3000:]
