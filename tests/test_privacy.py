@@ -64,11 +64,13 @@ def test_article_loss_rejects_bad_input(prob, target, eps, match):
 # --- budget and accounting -------------------------------------------------------------------
 
 
-def test_default_delta_is_below_one_over_n():
-    for n in (10, 1000, 27_000):
-        assert 0 < privacy.default_delta(n) < 1 / n
-    with pytest.raises(ValueError, match="n must be"):
-        privacy.default_delta(1)
+def test_default_delta_is_ten_times_below_one_over_n():
+    for n in (1, 10, 1000, 27_000):
+        assert privacy.default_delta(n) == pytest.approx(1 / (10 * n))
+    with pytest.raises(ValueError, match="n .* must be >= 1"):
+        privacy.default_delta(0)
+    with pytest.raises(TypeError, match="integer"):
+        privacy.default_delta(10.5)
 
 
 @pytest.mark.parametrize(
@@ -77,14 +79,43 @@ def test_default_delta_is_below_one_over_n():
         (0.0, 1e-5, "epsilon must be a finite number > 0"),
         (-1.0, 1e-5, "epsilon"),
         (float("inf"), 1e-5, "non-private"),
-        (1.0, 0.0, "delta must satisfy"),
-        (1.0, 1e-3, "delta must satisfy"),  # = 1/n for n = 1000
+        (float("nan"), 1e-5, "epsilon must be a finite number"),
+        (1.0, 0.0, r"delta must be in \(0, 1\)"),
+        (1.0, float("nan"), "delta must be a finite number"),
+        (1.0, 1e-3, "must be < 1/n"),  # = 1/n for n = 1000
         (1.0, 0.5, "default_delta"),
     ],
 )
 def test_check_budget_rejects_bad_parameters(eps, delta, match):
     with pytest.raises(ValueError, match=match):
         privacy.check_budget(eps, delta, 1000)
+
+
+def test_check_budget_accepts_numpy_numbers():
+    # issue 16: np.float32(1) was refused with a misleading message
+    assert privacy.check_budget(np.float32(1), np.float64(1e-5), np.int64(1000)) == (1.0, 1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: privacy.noise_multiplier_for(float("nan"), 1e-5, 0.05, 200), "epsilon"),
+        (lambda: privacy.noise_multiplier_for(1.0, 1.5, 0.05, 200), r"delta must be in"),
+        (lambda: privacy.epsilon_opacus(1.0, 0.05, 100, delta=1.5), r"delta must be in"),
+        (lambda: privacy.epsilon_opacus(1.0, 0.05, 100, delta=0.0), r"delta must be in"),
+        (lambda: privacy.epsilon_dp_accounting(1.0, 0.05, 100, delta=1.5), r"delta must be in"),
+        (lambda: privacy.epsilon_opacus(float("nan"), 0.05, 100, 1e-5), "noise_multiplier"),
+        (lambda: privacy.epsilon_opacus(1.0, 0.05, 0, 1e-5), "steps must be >= 1"),
+        (lambda: privacy.epsilon_dp_accounting(1.0, 0.05, 10, 1e-5, "gdp"), "unknown method"),
+        (lambda: privacy.group_privacy(1.0, -1e-6, 3), r"delta must be in"),
+        (lambda: privacy.group_privacy(1.0, float("nan"), 3), "delta must be a finite number"),
+        (lambda: privacy.group_privacy(1.0, 2.0, 3), r"delta must be in"),
+        (lambda: privacy.group_privacy(float("nan"), 1e-6, 3), "epsilon"),
+    ],
+)
+def test_accounting_refuses_bad_input_issue_16(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_epsilon_decreases_with_noise_and_grows_with_steps():
@@ -112,7 +143,7 @@ def test_noise_multiplier_for_hits_the_target():
         privacy.noise_multiplier_for(0.0, 1e-5, 0.05, 200)
     with pytest.raises(ValueError, match="sample_rate"):
         privacy.epsilon_opacus(1.0, 1.5, 10, 1e-5)
-    with pytest.raises(ValueError, match="accountant"):
+    with pytest.raises(ValueError, match="unknown accountant"):
         privacy.epsilon_opacus(1.0, 0.1, 10, 1e-5, accountant="gdp?")
 
 
@@ -121,7 +152,7 @@ def test_group_privacy_arithmetic():
     eps, delta = privacy.group_privacy(0.5, 1e-6, 4)
     assert eps == pytest.approx(2.0)
     assert delta == pytest.approx(4 * math.exp(1.5) * 1e-6)
-    with pytest.raises(ValueError, match="k must"):
+    with pytest.raises(ValueError, match="k .* must be >= 1"):
         privacy.group_privacy(1.0, 1e-6, 0)
 
 

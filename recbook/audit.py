@@ -1,0 +1,259 @@
+"""Measuring what a model leaks: membership inference and an empirical lower bound on ε
+(notebook 05).
+
+Why each piece is here:
+
+* :func:`loss_threshold_attack` (Yeom et al. 2018) on a balanced member / non-member sample
+  (:func:`membership_sample`): what an attacker learns from per-example losses, as an AUC.
+* :func:`max_attack_auc`: the largest AUC any attack may reach against an (ε, δ)-DP model.
+* :func:`one_run_audit` — "privacy auditing with one training run" (Steinke, Nasr & Jagielski,
+  NeurIPS 2023): ``m`` canaries, each put in the training set with probability 1/2; after one
+  training run the auditor guesses which were in from their scores, and the number of correct
+  guesses becomes a lower bound on ε that holds with the stated confidence. An accountant's ε is
+  an upper bound; the audit's is a lower one, so ``lower <= upper`` is a test of the
+  implementation, and a large lower bound refutes a claimed guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+import torch
+from torch import nn
+
+from recbook import checks, metrics
+from recbook.columns import ITEM, RATING, USER
+
+
+def max_attack_auc(epsilon: float, delta: float = 0.0) -> float:
+    """The largest membership-inference AUC any attack can reach against an (ε, δ)-DP model.
+
+    (ε, δ)-DP confines every test's ROC curve to ``TPR <= min(1, e^ε FPR + δ,
+    1 - e^{-ε} (1 - δ - FPR))`` (Kairouz et al. 2015); this integrates that envelope."""
+    if epsilon == float("inf"):
+        return 1.0
+    epsilon = checks.epsilon(epsilon, allow_zero=True)
+    if delta != 0:
+        delta = checks.delta(delta)
+    fpr = np.linspace(0.0, 1.0, 200_001)
+    tpr = np.minimum.reduce(
+        [
+            np.ones_like(fpr),
+            math.exp(epsilon) * fpr + delta,
+            1.0 - math.exp(-epsilon) * (1.0 - delta - fpr),
+        ]
+    )
+    return float(np.trapezoid(np.clip(tpr, 0.0, 1.0), fpr))
+
+
+def membership_sample(
+    members: pd.DataFrame, non_members: pd.DataFrame, n: int | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Equal-size random samples of training rows (members) and held-out rows the model never
+    saw (non-members), so that AUC 0.5 is chance and a model that memorises nothing scores it.
+
+    ``n`` defaults to the smaller of the two; rows are drawn without replacement."""
+    if members.empty or non_members.empty:
+        raise ValueError("membership_sample needs non-empty member and non-member tables")
+    largest = min(len(members), len(non_members))
+    n = largest if n is None else n
+    if not 1 <= n <= largest:
+        raise ValueError(f"n must be in 1..{largest} (the smaller table's size), got {n}")
+    rng = np.random.default_rng(seed)
+    pick_m = rng.choice(len(members), n, replace=False)
+    pick_n = rng.choice(len(non_members), n, replace=False)
+    return (
+        members.iloc[np.sort(pick_m)].reset_index(drop=True),
+        non_members.iloc[np.sort(pick_n)].reset_index(drop=True),
+    )
+
+
+@dataclass
+class AttackResult:
+    """A loss-threshold attack's outcome: ``auc`` over all thresholds, and Yeom et al.'s
+    membership ``advantage`` (TPR - FPR) at their threshold, the mean training loss."""
+
+    auc: float
+    advantage: float
+    threshold: float
+    n_members: int
+    n_non_members: int
+
+
+def loss_threshold_attack(member_losses, non_member_losses) -> AttackResult:
+    """Guess "member" when an example's loss is low (Yeom et al. 2018, "Privacy risk in machine
+    learning"). The score is ``-loss``; AUC 0.5 means the losses reveal nothing."""
+    m = np.asarray(member_losses, dtype=float).ravel()
+    o = np.asarray(non_member_losses, dtype=float).ravel()
+    if m.size == 0 or o.size == 0:
+        raise ValueError("loss_threshold_attack needs losses for members and for non-members")
+    if not (np.isfinite(m).all() and np.isfinite(o).all()):
+        raise ValueError("losses must be finite; check the model's predictions for NaN/inf")
+    labels = np.r_[np.ones(m.size), np.zeros(o.size)]
+    auc = metrics.auc(labels, -np.r_[m, o])
+    threshold = float(m.mean())
+    advantage = float((m <= threshold).mean() - (o <= threshold).mean())
+    return AttackResult(auc, advantage, threshold, int(m.size), int(o.size))
+
+
+@torch.no_grad()
+def rating_losses(
+    model: nn.Module,
+    df: pd.DataFrame,
+    *,
+    transform=None,
+    device: torch.device | str = "cpu",
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rating: str = RATING,
+) -> np.ndarray:
+    """Per-example squared error of a ``model(user, item)`` rating model on ``df`` — the loss
+    the attacker observes. ``transform`` maps raw outputs to ratings (e.g. a sigmoid model's
+    ``1 + 4 sigmoid(z)``)."""
+    checks.frame(df, (col_user, col_item, col_rating), "rating_losses: df")
+    model.eval()
+    users = torch.tensor(df[col_user].to_numpy(dtype=np.int64), device=device)
+    items = torch.tensor(df[col_item].to_numpy(dtype=np.int64), device=device)
+    out = model(users, items)
+    pred = transform(out) if transform is not None else out
+    pred = pred.float().cpu().numpy()
+    return (pred - df[col_rating].to_numpy(dtype=float)) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# One-run auditing (Steinke, Nasr & Jagielski 2023)
+# ---------------------------------------------------------------------------------------------
+
+
+def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
+    """Probability of ``>= v`` correct guesses out of ``r`` (``m`` canaries) if the training run
+    were (ε, δ)-DP — Steinke et al. 2023, Theorem 3.3 / Appendix D: a Binomial(r, e^ε/(1+e^ε))
+    tail plus a δ term ``2 m δ max_i P[v > B >= v - i] / i``."""
+    m = checks.integer(m, "m (canaries)", minimum=1)
+    r = checks.integer(r, "r (guesses)", minimum=0, maximum=m)
+    v = checks.integer(v, "v (correct guesses)", minimum=0, maximum=r)
+    epsilon = checks.epsilon(epsilon, allow_zero=True)
+    delta = checks.number(delta, "delta", non_negative=True, below=1.0)
+    q = 1.0 / (1.0 + math.exp(-epsilon))
+    beta = float(scipy.stats.binom.sf(v - 1, r, q))
+    if delta == 0 or v == 0:
+        return min(beta, 1.0)
+    i = np.arange(1, v + 1)
+    window = np.cumsum(scipy.stats.binom.pmf(v - i, r, q))  # P[v > B >= v - i]
+    return min(beta + float((window / i).max()) * delta * 2 * m, 1.0)
+
+
+def one_run_epsilon_lower_bound(
+    m: int, r: int, v: int, delta: float, confidence: float = 0.95
+) -> float:
+    """The largest ε such that (ε, δ)-DP is rejected at ``confidence`` after ``v`` correct
+    guesses out of ``r``: every ε' below it has p-value < 1 - confidence. 0 when nothing is
+    rejected."""
+    alpha = 1.0 - checks.fraction(confidence, "confidence")
+    if one_run_p_value(m, r, v, 0.0, delta) >= alpha:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while one_run_p_value(m, r, v, hi, delta) < alpha:
+        lo, hi = hi, 2 * hi
+        if hi > 1e3:
+            return math.inf
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if one_run_p_value(m, r, v, mid, delta) < alpha:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass(frozen=True)
+class OneRunAudit:
+    """Outcome of :func:`one_run_audit`: the ε lower bound, and the guess that gave it."""
+
+    epsilon_lower: float
+    confidence: float
+    delta: float
+    canaries: int
+    guesses: int
+    correct: int
+    choices: int  # guess counts tried (Bonferroni-corrected)
+
+    def __str__(self) -> str:
+        return (
+            f"one-run audit: {self.correct}/{self.guesses} correct guesses on {self.canaries}"
+            f" canaries -> epsilon >= {self.epsilon_lower:.3g} at {self.confidence:.0%}"
+            f" confidence (delta = {self.delta:.2g}; best of {self.choices} guess counts,"
+            " Bonferroni-corrected)"
+        )
+
+
+def one_run_audit(
+    scores,
+    included,
+    *,
+    delta: float,
+    confidence: float = 0.95,
+    guess_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0),
+    seed: int = 0,
+) -> OneRunAudit:
+    """ε lower bound from canary ``scores`` (higher = "looks like it was trained on") and the
+    secret ``included`` flags (each drawn with probability 1/2 before training).
+
+    For each fraction ``f`` the auditor guesses "in" for the ``f m / 2`` highest scores and
+    "out" for the ``f m / 2`` lowest, abstaining on the rest; each choice is tested at
+    ``(1 - confidence) / len(guess_fractions)`` (Bonferroni) and the largest bound is kept, so
+    the result holds at ``confidence`` overall. Ties are broken at random with ``seed``.
+    """
+    s = checks.finite_array(scores, "scores").ravel()
+    inc = checks.binary_labels(included, "included").ravel().astype(bool)
+    checks.same_shape(s, inc, "one_run_audit: scores vs included")
+    m = s.size
+    if m < 2:
+        raise ValueError(f"one_run_audit needs at least 2 canaries, got {m}")
+    if not guess_fractions or any(not 0 < f <= 1 for f in guess_fractions):
+        raise ValueError(f"guess_fractions must be fractions in (0, 1], got {guess_fractions}")
+    conf = checks.fraction(confidence, "confidence")
+    per_choice = 1.0 - (1.0 - conf) / len(guess_fractions)
+    tiebreak = np.random.default_rng(checks.seed(seed)).random(m)
+    order = np.lexsort((tiebreak, -s))  # highest score first
+    best = None
+    for f in guess_fractions:
+        k = max(1, int(f * m) // 2)
+        correct = int(inc[order[:k]].sum() + (~inc[order[-k:]]).sum())
+        bound = one_run_epsilon_lower_bound(m, 2 * k, correct, delta, per_choice)
+        if best is None or bound > best[0]:
+            best = (bound, 2 * k, correct)
+    return OneRunAudit(best[0], conf, float(delta), m, best[1], best[2], len(guess_fractions))
+
+
+def rating_canaries(
+    n_users: int,
+    n_items: int,
+    m: int,
+    *,
+    rating: float = 1.0,
+    one_item: bool = True,
+    seed: int | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``m`` canary ratings for a one-run audit and the secret coin flips that include them.
+
+    Canary ``j`` is a new user ``n_users + j`` (the model needs ``n_users + m`` user rows) who
+    gives ``rating`` to an item — with ``one_item`` the same random item for every canary, so
+    that canaries differ only in whether their user was trained on (item biases would otherwise
+    blur the guesses); each canary is included with probability 1/2. The coins and the item
+    come from the OS (``secrets``) unless a ``seed`` is given (reproducible demo).
+    """
+    n_users = checks.integer(n_users, "n_users", minimum=1)
+    n_items = checks.integer(n_items, "n_items", minimum=1)
+    m = checks.integer(m, "m (canaries)", minimum=2)
+    rating = checks.number(rating, "rating")
+    seed = secrets.randbits(63) if seed is None else checks.seed(seed)
+    rng = np.random.default_rng(seed)
+    items = np.full(m, rng.integers(0, n_items)) if one_item else rng.integers(0, n_items, m)
+    canaries = pd.DataFrame({USER: n_users + np.arange(m), ITEM: items, RATING: np.full(m, rating)})
+    return canaries, rng.random(m) < 0.5
