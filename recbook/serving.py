@@ -43,9 +43,10 @@ class ItemIndex:
     """Top-k items by inner product with a query vector.
 
     ``kind="exact"``: one matrix-vector product and a partial sort (numpy, no faiss).
+    The faiss kinds search the inner product as an L2 search on augmented vectors.
     ``"hnsw"``: faiss ``IndexHNSWFlat`` (graph with ``hnsw_m`` links per node, built with
     ``ef_construction``, searched with ``ef_search``). ``"ivf"``: faiss ``IndexIVFFlat`` with
-    ``nlist`` k-means cells (default ~4 sqrt(n)), ``nprobe`` of them searched.
+    ``nlist`` k-means cells (default ~sqrt(n)), ``nprobe`` of them searched.
     """
 
     vectors: np.ndarray
@@ -65,20 +66,27 @@ class ItemIndex:
         if self.kind == "exact":
             return
         faiss = _faiss()
-        ip = faiss.METRIC_INNER_PRODUCT
+        # inner product is not a distance, and graphs and k-means cells built on it find the
+        # big-norm items and miss the rest; one extra coordinate sqrt(M^2 - |x|^2) turns the
+        # search into an exact L2 nearest-neighbour one (Bachrach et al. 2014)
+        norms = np.einsum("ij,ij->i", self.vectors, self.vectors)
+        self._max_sq = float(norms.max())
+        extra = np.sqrt(np.maximum(self._max_sq - norms, 0.0))[:, None]
+        augmented = np.ascontiguousarray(np.hstack([self.vectors, extra]), dtype=np.float32)
         if self.kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(d, checks.integer(self.hnsw_m, "hnsw_m", 2), ip)
+            self.index = faiss.IndexHNSWFlat(d + 1, checks.integer(self.hnsw_m, "hnsw_m", 2))
             self.index.hnsw.efConstruction = checks.integer(
                 self.ef_construction, "ef_construction", 1
             )
-            self.index.add(self.vectors)
+            self.index.add(augmented)
         else:
-            nlist = self.nlist or max(1, int(4 * np.sqrt(n)))
+            # ~sqrt(n) cells, and at least 39 training points per cell (faiss's minimum)
+            nlist = self.nlist or max(1, min(int(np.sqrt(n)), n // 39))
             nlist = checks.integer(nlist, "nlist", 1, n)
-            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist)
             self.index.cp.seed = checks.seed(self.seed)
-            self.index.train(self.vectors)
-            self.index.add(self.vectors)
+            self.index.train(augmented)
+            self.index.add(augmented)
         self.set_search(ef_search=self.ef_search, nprobe=self.nprobe)
 
     def set_search(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
@@ -106,8 +114,11 @@ class ItemIndex:
             top = np.take_along_axis(scores, part, axis=1)
             order = np.argsort(-top, axis=1, kind="stable")
             return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
-        scores, ids = self.index.search(q, k)
-        return scores, ids
+        q_aug = np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), np.float32)]))
+        dist, ids = self.index.search(q_aug, k)
+        # |q - x'|^2 = |q|^2 + M^2 - 2 q.x  ->  the inner product back
+        scores = (np.einsum("ij,ij->i", q, q)[:, None] + self._max_sq - dist) / 2
+        return scores.astype(np.float32), ids
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
@@ -133,19 +144,38 @@ def latency_ms(call: Callable[[int], Any], n: int, warmup: int = 10) -> np.ndarr
     return out
 
 
-def tile_catalogue(base: Any, n: int, noise: float = 0.1, seed: int = 0) -> np.ndarray:
-    """A catalogue of ``n`` vectors made from ``base`` (e.g. learned item vectors): copies of
-    random base rows plus Gaussian noise of ``noise`` times the base's per-dimension spread, so
-    a large catalogue keeps the cluster structure of a real one."""
+def grow_catalogue(base: Any, n: int, groups: Any = None, seed: int = 0) -> np.ndarray:
+    """A catalogue of ``n`` item vectors that keeps the structure of ``base`` (e.g. learned
+    item vectors): the base rows first, then new items drawn from a Gaussian with the mean and
+    covariance of their group's base rows (``groups``: one label per base row, e.g. the
+    category; default one group). New items are distinct products of the same kinds, not
+    near-copies, and stay in the subspace the base spans -- what a scaled-up shop looks like
+    to an index (copies plus tiny noise would make top-k a lottery among near-ties)."""
     base = _matrix(base, "base vectors")
     n = checks.integer(n, "n", 1)
-    checks.number(noise, "noise", non_negative=True)
+    labels = np.zeros(len(base), dtype=np.int64) if groups is None else np.asarray(groups)
+    if labels.shape != (len(base),):
+        raise ValueError(
+            f"groups must hold one label per base row ({len(base)}), got {labels.shape}"
+        )
     rng = np.random.default_rng(checks.seed(seed))
-    rows = rng.integers(0, len(base), size=n)
-    rows[: min(n, len(base))] = np.arange(min(n, len(base)))
-    spread = base.std(axis=0, keepdims=True) + 1e-12
-    jitter = rng.standard_normal((n, base.shape[1]), dtype=np.float32) * (noise * spread)
-    return np.ascontiguousarray(base[rows] + jitter, dtype=np.float32)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    keep = min(n, len(base))
+    out[:keep] = base[:keep]
+    if n == keep:
+        return out
+    kinds, inverse = np.unique(labels, return_inverse=True)
+    which = inverse[rng.integers(0, len(base), size=n - keep)]  # groups in base proportions
+    for g in range(len(kinds)):
+        rows = base[inverse == g].astype(np.float64)
+        idx = np.flatnonzero(which == g) + keep
+        if len(idx) == 0:
+            continue
+        cov = np.cov(rows, rowvar=False) if len(rows) > 1 else np.zeros((base.shape[1],) * 2)
+        out[idx] = rng.multivariate_normal(
+            rows.mean(axis=0), np.atleast_2d(cov), size=len(idx), method="eigh"
+        )
+    return out
 
 
 def recommend(

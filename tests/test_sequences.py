@@ -8,6 +8,15 @@ import torch
 from recbook import sequences as sq
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models: one thread is fastest and keeps a busy machine usable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def model():
     torch.manual_seed(0)
@@ -99,7 +108,7 @@ def test_training_learns_a_deterministic_cycle():
             h = sq.pretrain_cloze(m, train, epochs=5, batch_size=16, progress=False)
             assert len(h.frame) == 5
         hist = sq.train_next_item(
-            m, train, val_h, val_t, epochs=60, patience=5, batch_size=16, lr=1e-2, progress=False
+            m, train, val_h, val_t, epochs=40, patience=3, batch_size=32, lr=2e-2, progress=False
         )
         assert hist.frame["val_loss"].min() < 0.2
         pred = sq.score_next(m, [s[:-1] for s in seqs]).argmax(axis=1)

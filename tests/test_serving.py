@@ -11,7 +11,7 @@ from recbook import serving
 @pytest.fixture(scope="module")
 def vectors():
     base = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
-    return serving.tile_catalogue(base, 2000, noise=0.2, seed=1)
+    return serving.grow_catalogue(base, 2000, groups=np.arange(40) % 4, seed=1)
 
 
 def test_exact_search_is_the_brute_force_answer(vectors):
@@ -49,12 +49,21 @@ def test_index_input_errors(vectors):
         serving.ItemIndex(np.full((3, 2), np.nan))
 
 
-def test_latency_and_tiling():
+def test_latency_and_growing_a_catalogue():
     t = serving.latency_ms(lambda i: i, 20)
     assert t.shape == (20,) and (t >= 0).all()
-    base = np.eye(3, dtype=np.float32)
-    tiled = serving.tile_catalogue(base, 7, noise=0.0)
-    assert tiled.shape == (7, 3) and (tiled[:3] == base).all()
+    rng = np.random.default_rng(0)
+    base = np.c_[rng.normal(size=(200, 2)), np.zeros((200, 1))] + np.repeat(
+        [[5, 0, 1], [-5, 0, 2]], 100, axis=0
+    )
+    grown = serving.grow_catalogue(base, 5000, groups=np.repeat([0, 1], 100), seed=0)
+    assert grown.shape == (5000, 3) and np.allclose(grown[:200], base)
+    # the new items keep each group's mean, spread and subspace (third coordinate constant)
+    assert np.allclose(np.sort(np.unique(grown[:, 2].round(4))), [1, 2])
+    assert abs(grown[:, 0].mean() - base[:, 0].mean()) < 0.5
+    assert 0.8 < grown[grown[:, 2].round() == 1, 1].std() < 1.2
+    with pytest.raises(ValueError, match="one label per base row"):
+        serving.grow_catalogue(base, 10, groups=[0, 1])
 
 
 @pytest.fixture(scope="module")
