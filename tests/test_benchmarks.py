@@ -73,14 +73,15 @@ def test_ranking_protocol_orders_the_models_and_writes_rows(ranking, tmp_path, c
     assert "Bayesian MF, ranked by rating" in capsys.readouterr().out
 
 
-def test_ranking_main_on_the_official_format_fixture(ranking, tmp_path, monkeypatch, capsys):
+def test_ranking_main_on_official_format_files(ranking, bench_mf, tmp_path, monkeypatch, capsys):
+    # data/fixtures/ml-100k has 10 items, too few for a top-10: write a larger copy
+    df, _ = bench_mf.synthetic_movielens(0, n_users=60, n_items=120, n_ratings=2000)
+    folder = bench_mf.write_movielens_100k(df, str(tmp_path / "ml-100k"))
     monkeypatch.setattr(ranking, "installed", lambda module: False)
     out = tmp_path / "ranking.json"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the fixture is an unverified copy, by design
-        code = ranking.main(
-            ["--path", str(FIXTURE), "--seeds", "2", "--no-two-tower", "--out", str(out)]
-        )
+        warnings.simplefilter("ignore")  # the copy is unverified, by design
+        code = ranking.main(["--path", folder, "--seeds", "2", "--no-two-tower", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "ALS (implicit): not installed" in printed and "BiVAE (cornac): not installed" in printed
