@@ -1,0 +1,1 @@
+"""recbook's federated collaborative filtering as a Flower App (see recbook.federated.flower)."""
