@@ -4,8 +4,9 @@ A reader whose download fails passes ``-p DATA_PATH=...``; this test does exactl
 the runner (``python -m recbook run NB -p DATASET=... -p DATA_PATH=...``) for each notebook
 whose ``parameters`` cell has ``DATA_PATH`` and names the dataset on its ``DATASET`` line (the
 convention: ``DATASET = "shop"  # or "movielens-100k"``). MovieLens-100K comes from a
-SYNTHETIC MovieLens-shaped set written in the official ml-100k layout (``benchmarks/mf.py``'s
-writer: u.data, u1..u5 splits, u.item with genres, u.user with age, gender, occupation, zip),
+SYNTHETIC set (``benchmarks/ranking.py``'s: films chosen by taste and popularity, ratings
+from the same affinity) written in the official ml-100k layout (``benchmarks/mf.py``'s writer:
+u.data, u1..u5 splits, u.item with genres, u.user with age, gender, occupation, zip),
 large enough for the notebooks' splits; Online Retail from a SYNTHETIC workbook with the UCI
 sheet and columns (:func:`write_online_retail`).
 
@@ -67,12 +68,19 @@ def test_the_notebooks_that_take_public_data_are_found():
 @pytest.fixture(scope="session")
 def public_copies(tmp_path_factory) -> dict[str, Path]:
     """Paths to give as DATA_PATH, per dataset."""
-    spec = importlib.util.spec_from_file_location("bench_mf_writer", ROOT / "benchmarks" / "mf.py")
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # ranking.py uses mf.py's file writer
+    spec = importlib.util.spec_from_file_location(
+        "bench_ranking", ROOT / "benchmarks" / "ranking.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
-    df, _ = bench.synthetic_movielens(0, n_users=400, n_items=800, n_ratings=30_000)
-    folder = bench.write_movielens_100k(df, str(tmp_path_factory.mktemp("public") / "ml-100k"))
+    # users choose films by taste and popularity (a popularity-only generator would make
+    # popularity the best possible ranker and fail every "model beats popularity" check)
+    df = bench.synthetic_interactions(0, n_users=400, n_items=800, n_interactions=30_000)
+    import mf as mf_writer
+
+    folder = mf_writer.write_movielens_100k(df, str(tmp_path_factory.mktemp("public") / "ml-100k"))
     retail = write_online_retail(tmp_path_factory.mktemp("public") / "synthetic_online_retail.xlsx")
     return {"movielens-100k": Path(folder), "online-retail": retail}
 
