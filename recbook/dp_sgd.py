@@ -411,6 +411,28 @@ def _noising_optimizer() -> type:
     from opacus.optimizers import DPOptimizerFastGradientClipping
 
     class NoisingOptimizer(DPOptimizerFastGradientClipping):
+        def add_noise(self) -> None:
+            """Seeded: Opacus's own. Secure: Opacus's secure-mode noise (one draw discarded,
+            then the sum of four N(0, std²) draws halved, per coordinate) drawn for all
+            parameters in one call instead of one per parameter — same distribution, about
+            a third less time on notebook 05's model."""
+            if not self.secure_mode:
+                return super().add_noise()
+            from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+
+            std = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)
+            std = std * self.max_grad_norm
+            sums = [p.summed_grad for p in self.params]
+            for s in sums:
+                _check_processed_flag(s)
+            device, total = sums[0].device, sum(s.numel() for s in sums)
+            torch.normal(0.0, std, size=(1, 1), device=device, generator=self.generator)
+            draws = torch.normal(0.0, std, size=(4, total), device=device, generator=self.generator)
+            noise = draws.sum(0).div_(2).split([s.numel() for s in sums])
+            for p, s, z in zip(self.params, sums, noise):
+                p.grad = (s + z.view_as(s).to(s.dtype)).view_as(p)
+                _mark_as_processed(s)
+
         def accumulate(self) -> None:
             for p in self.params:
                 if p.summed_grad is None:

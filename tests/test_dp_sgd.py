@@ -612,3 +612,24 @@ def test_training_survives_empty_poisson_batches(clipper):
     history = dp.fit(progress=False)
     assert dp.steps == 40 and np.isfinite(history.frame["train_loss"]).all()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_noise_has_std_sigma_times_clip(secure):
+    params = [nn.Parameter(torch.zeros(4000, 5)), nn.Parameter(torch.zeros(3000, 1))]
+    opt = dp_sgd._noising_optimizer()(
+        torch.optim.SGD(params, lr=1.0),
+        noise_multiplier=1.5,
+        max_grad_norm=2.0,
+        expected_batch_size=10,
+        generator=torch.Generator().manual_seed(0),
+        secure_mode=secure,
+    )
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.accumulate()
+    opt.add_noise()
+    noise = torch.cat([p.grad.reshape(-1) for p in params])
+    assert float(noise.std()) == pytest.approx(3.0, rel=0.03)
+    assert abs(float(noise.mean())) < 0.05
+    assert params[1].grad.std() == pytest.approx(3.0, rel=0.1)  # every parameter gets noise
