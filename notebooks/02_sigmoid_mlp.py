@@ -724,7 +724,12 @@ recbook.record("ndcg10_click_mlp_minus_ease_lo", mlp_vs_ease.lo)
 if ds.truth is not None:
     recbook.record("auc_oracle", click_table.loc["oracle (truth: exposure × click)", "AUC"])
     recbook.record("ndcg10_oracle", ranks.loc["oracle (truth)", ("ndcg (full)", "mean")])
-assert mlp_auc > click_table.loc["popularity (clicks per item)", "AUC"], "MLP must beat popularity"
+# On the shop the MLP must beat popularity; on public data that is a finding, not a guarantee
+# (the click table above and the line below report it, whichever way it goes).
+if ds.truth is not None:
+    assert mlp_auc > click_table.loc["popularity (clicks per item)", "AUC"], (
+        "MLP must beat popularity"
+    )
 assert abs(click_table.loc["001 §5.2 listing (user features only)", "AUC"] - 0.5) < 0.05, (
     "user features alone cannot rank items when every user has the same click rate"
 )
