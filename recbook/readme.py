@@ -49,12 +49,77 @@ NOTEBOOK_INFO: dict[str, tuple[str, str]] = {
     "04_bert_finetuning": ("003 §3.2/§5.2", "PyTorch + transformers"),
     "05_differential_privacy": ("003 §4.3; privacy claims of 000/001/003", "PyTorch + Opacus"),
     "06_federated_averaging": ("FL claims of 000/001/003", "PyTorch + Flower"),
+    "07_sequences_and_realtime": (
+        "000 §3.1, 004 §3.1–3.2, 003 §3.2.3 (behaviour sequences, real time)",
+        "PyTorch + faiss",
+    ),
+    "08_explore_exploit": (
+        "001 §2.4/§3.1 feedback loop, 003/004 §3.2.3 (bandits, off-policy evaluation)",
+        "numpy + MABWiser",
+    ),
 }
 
 #: Which recorded values make a notebook's headline, in order, as (label, record name). A
 #: notebook not listed shows every value it recorded except ``device``. A listed name that the
 #: run did not record is an error, so a renamed record cannot silently vanish from the README.
-HEADLINES: dict[str, list[tuple[str, str]]] = {}
+HEADLINES: dict[str, list[tuple[str, str]]] = {
+    "00_setup_and_data": [
+        ("RMSE biases", "rmse_biases"),
+        ("oracle", "rmse_oracle"),
+        ("NDCG@10 popularity", "pop_ndcg_at_10"),
+        ("EASE", "ease_ndcg_at_10"),
+        ("oracle", "oracle_ndcg_at_10"),
+    ],
+    "01_dot_product_embeddings": [
+        ("RMSE dot-product model", "rmse_test"),
+        ("biases", "rmse_biases"),
+        ("oracle", "rmse_oracle"),
+        ("NDCG@10 softmax retrieval", "ndcg10_softmax"),
+        ("EASE", "ndcg10_ease"),
+        ("oracle", "ndcg10_oracle"),
+    ],
+    "02_sigmoid_mlp": [
+        ("click AUC MLP", "auc_mlp"),
+        ("listing", "auc_listing"),
+        ("oracle", "auc_oracle"),
+        ("NDCG@10 dot", "ndcg10_dot"),
+        ("NCF MLP", "ndcg10_ncf_mlp"),
+        ("EASE", "ndcg10_ease"),
+    ],
+    "03_matrix_factorization": [
+        ("RMSE Bayesian MF", "rmse_test"),
+        ("gain over biases", "mf_gain_over_biases_rmse"),
+        ("its 95 % lower end", "mf_gain_over_biases_rmse_lo"),
+    ],
+    "04_bert_finetuning": [
+        ("cold AUC gain, pretrained over bag-of-words", "cold_auc_gain_pretrained_over_bow"),
+        ("its 95 % lower end", "cold_auc_gain_pretrained_over_bow_lo"),
+        ("MLM pre-training ran", "mlm_pretraining_ran"),
+    ],
+    "05_differential_privacy": [
+        ("DP-SGD ε: accountant", "accountant_eps_dpsgd"),
+        ("audit lower bound", "audit_eps_lower_dpsgd"),
+        ("article's loss: audit lower bound", "audit_eps_lower_article_loss"),
+        ("user-level ε", "user_level_eps"),
+        ("RMSE", "user_level_rmse"),
+    ],
+    "06_federated_averaging": [("run without a trusted server executed", "fl_trust_model_secure")],
+    "07_sequences_and_realtime": [
+        (
+            "NDCG@10 gain of self-attention over the best non-sequential model",
+            "next_item_ndcg10_gain",
+        ),
+        ("its 95 % lower end", "next_item_ndcg10_gain_lo"),
+    ],
+    "08_explore_exploit": [
+        ("regret vs ε-greedy: Thompson", "regret_ratio_thompson_vs_egreedy"),
+        ("contextual", "regret_ratio_contextual_vs_egreedy"),
+        ("coverage greedy loop", "coverage_greedy_loop"),
+        ("exploring", "coverage_exploring_loop"),
+        ("OPE error DR", "ope_dr_relative_error"),
+        ("naive", "ope_naive_relative_error"),
+    ],
+}
 
 #: Column titles for the usual figure names (others are shown as they are named).
 HEADERS = {"fit_s": "fit s (wall)", "cpu_s": "fit s (CPU)", "rmse": "RMSE"}

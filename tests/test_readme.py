@@ -84,7 +84,8 @@ def bench_rows() -> list[dict]:
     ]
 
 
-def test_render_and_update_a_readme(tmp_path):
+def test_render_and_update_a_readme(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme, "HEADLINES", {})  # the fake summary has the fake records only
     res = tmp_path / "results"
     readme.record_notebook_summary(summary(tmp_path), res)
     stored = json.loads((res / "notebooks.json").read_text())
@@ -109,6 +110,7 @@ def test_render_and_update_a_readme(tmp_path):
 
 
 def test_headline_selection_and_missing_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme, "HEADLINES", {})
     res = tmp_path / "results"
     readme.record_notebook_summary(summary(tmp_path), res)
     monkeypatch.setitem(readme.HEADLINES, "00_setup_and_data", [("floor RMSE", "rmse_floor")])
