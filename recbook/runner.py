@@ -71,6 +71,10 @@ def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
         if name in params:
             raise RunnerError(f"-p {name}: given more than once")
         params[name] = parse_value(value)
+    if isinstance(params.get("DATA_PATH"), str):
+        # notebooks run from their own folder: a path relative to the caller must not change
+        # meaning on the way there
+        params["DATA_PATH"] = str(Path(params["DATA_PATH"]).expanduser().resolve())
     return params
 
 

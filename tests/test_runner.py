@@ -244,3 +244,14 @@ def test_module_entry_point(tmp_path):
     )
     assert proc.returncode == 2
     assert "missing.ipynb" in proc.stderr and "not found" in proc.stderr
+
+
+def test_data_path_is_resolved_against_the_callers_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from recbook import runner
+
+    monkeypatch.chdir(tmp_path)
+    params = runner.parse_parameters(["DATA_PATH=data/ml-100k", "DATASET=movielens-100k"])
+    assert Path(params["DATA_PATH"]) == tmp_path / "data" / "ml-100k"
+    assert params["DATASET"] == "movielens-100k"
