@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--hnsw-m", type=int, default=16, help="HNSW links per node")
-    parser.add_argument("--ef-construction", type=int, default=40)
+    parser.add_argument("--ef-construction", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
