@@ -122,8 +122,8 @@ def fit(
     model.to(device)
     rows, best_loss, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
     start = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=True)
-    for epoch in bar:
+    bar = tqdm(total=epochs, desc=desc, disable=not progress, leave=True, unit="epoch")
+    for epoch in range(1, epochs + 1):
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         for step, batch in enumerate(train_batches, 1):
@@ -153,6 +153,7 @@ def fit(
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.endswith("loss")})
+        bar.update(1)
         watched = row.get("val_loss", row["train_loss"])
         if watched < best_loss:
             best_loss, best_epoch, waited = watched, epoch, 0
@@ -161,6 +162,10 @@ def fit(
         elif patience is not None:
             waited += 1
             if waited >= patience:
+                # end the bar at the epochs run, so an early stop is a finished (not red) bar
+                bar.set_description(f"{desc} (early stop)")
+                bar.total = epoch
+                bar.refresh()
                 break
     bar.close()
     if best_state is not None:

@@ -149,3 +149,37 @@ def test_id_batches_are_checked_on_the_device_extremes():
     with pytest.raises(ValueError, match="user ids must be an integer tensor"):
         check_id_batch(torch.tensor([0.0]), torch.tensor([0]), 3, 2)
     check_id_batch(torch.tensor([0]), torch.tensor([99]), 3, None)  # items not checked
+
+
+def test_early_stop_ends_the_progress_bar_complete(monkeypatch):
+    """A bar closed short of its total is drawn red in Jupyter: an early stop must end it full."""
+    import torch
+
+    from recbook import training
+
+    seen = {}
+    real_tqdm = training.tqdm
+
+    def spy(*args, **kwargs):
+        bar = real_tqdm(*args, **kwargs)
+        seen["bar"] = bar
+        return bar
+
+    monkeypatch.setattr(training, "tqdm", spy)
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = torch.randn(64)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Flatten(0))
+    batches = training.TensorBatches(x, y, batch_size=16, seed=0)
+    history = training.fit(
+        model,
+        batches,
+        torch.nn.functional.mse_loss,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),  # no progress: stops early
+        epochs=50,
+        val_batches=batches,
+        patience=1,
+    )
+    bar = seen["bar"]
+    assert len(history.frame) < 50
+    assert bar.n == bar.total == len(history.frame)
