@@ -58,13 +58,15 @@ from recbook import (
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "online-retail" (its product descriptions are the titles)
+DATA_PATH = None  # a local copy of the public data (zip, folder or workbook) if the download fails
 SEED = 0
 DEVICE = "auto"
-TEXT_MODEL = "all-MiniLM-L6-v2"  # the offline default; online, any hub id with safetensors weights, e.g. "bert-base-uncased"
+TEXT_MODEL = "all-MiniLM-L6-v2"  # the offline default; online, a hub id pinned to a commit, "bert-base-uncased@<commit>"
 TEXT_MODEL_SHA256 = None  # sha256 of model.safetensors for a TEXT_MODEL you have vetted
 MAX_LENGTH = 24  # tokens per title, [CLS] and [SEP] included (the shop needs fewer: printed below)
 SHOP_USERS = 1500  # ~270 impressions per user: enough history to learn each user's taste
 SHOP_EVENTS = 400_000
+SHOP_TITLES = "shared"  # title regime: late items share the warm vocabulary ("new": new words)
 COLD_FRACTION = 0.1  # datasets without release dates: share of items held out as cold
 DIM = 16  # user and item vector size
 HIDDEN = 256  # width of the head on top of the encoder
@@ -184,9 +186,12 @@ print(f"after `.requires_grad_(False)`:  {n_trainable(encoder.model):>10,} train
 # pieces) and pads a batch to one length with an attention mask.
 
 # %%
-ds = datasets.load(
-    DATASET, **({"n_users": SHOP_USERS, "n_events": SHOP_EVENTS} if DATASET == "shop" else {})
-)
+if DATASET == "shop":
+    ds = datasets.load(
+        "shop", n_users=SHOP_USERS, n_events=SHOP_EVENTS, title_vocabulary=SHOP_TITLES
+    )
+else:
+    ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
 titles = text_models.item_titles(ds.items)
 print(ds)
 try:
