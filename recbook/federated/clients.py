@@ -176,7 +176,8 @@ def partition(
     partition_id: int,
     col_user: str = USER,
 ) -> tuple[str, Client]:
-    """Only client ``partition_id``'s data: the users whose ``column`` value has that rank.
+    """Only client ``partition_id``'s data: the users whose ``column`` value has that rank
+    (in :func:`groups_by_column`'s order, so partition ``k`` is the loop's client ``k``).
 
     This is what a Flower SuperNode loads: its own partition, nothing of the other clients'.
     Returns the partition's label (the attribute value) and its :class:`Client`.
@@ -184,7 +185,7 @@ def partition(
     checks.frame(users, (col_user,), "users")
     if column not in users.columns:
         raise KeyError(f"users has no column {column!r}; columns are {list(users.columns)}")
-    labels = sorted(users[column].dropna().unique().tolist())
+    labels = list(groups_by_column(users, column, col_user))  # the loop's client order
     checks.integer(partition_id, "partition-id", minimum=0, maximum=len(labels) - 1)
     label = labels[partition_id]
     mine = users.loc[users[column] == label, col_user].to_numpy()
@@ -197,6 +198,4 @@ def partition(
 
 def num_partitions(users: pd.DataFrame, column: str) -> int:
     """How many natural clients ``column`` defines (its distinct values)."""
-    if column not in users.columns:
-        raise KeyError(f"users has no column {column!r}; columns are {list(users.columns)}")
-    return int(users[column].nunique(dropna=True))
+    return len(groups_by_column(users, column))
