@@ -23,12 +23,12 @@ lab: setup
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lint: setup
-	$(VENV)/bin/ruff check recbook tests benchmarks data/make_fixtures.py notebooks/*.py
-	$(VENV)/bin/ruff format --check recbook tests benchmarks data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff check recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff format --check recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
 
 format: setup
-	$(VENV)/bin/ruff format recbook tests benchmarks data/make_fixtures.py notebooks/*.py
-	$(VENV)/bin/ruff check --fix recbook tests benchmarks data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff format recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
+	$(VENV)/bin/ruff check --fix recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
 
 test: setup lint
 	$(PY) -m pytest
