@@ -35,9 +35,9 @@
 # 4. the train/test splits, how each one can leak, and the checks that prove it does not;
 # 5. precision, recall, hit rate, NDCG and MAP at k, on an example small enough to check by hand.
 #
-# **Run time.** Under a minute on a 2-core CPU: about 20 s of CPU time, most of it spent importing
-# TensorFlow, transformers and Flower for the environment report. The same on a GPU machine,
-# since nothing here trains.
+# **Run time.** Well under a minute (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table),
+# most of it spent importing TensorFlow, transformers and Flower for the environment report. The
+# same on a GPU machine, since nothing here trains.
 
 # %%
 import os

@@ -33,8 +33,8 @@
 # 4. how rank and regularisation move the error, top-k lists from the factors, and what each
 #    method costs per epoch on CPU (and GPU when there is one).
 #
-# **Run time.** About 40 s of CPU time at the defaults, so well under a minute on a free 2-core
-# CPU (the numpy models dominate). A GPU changes little: only the small PyTorch model uses it.
+# **Run time.** Under a minute at the defaults (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table);
+# the numpy models dominate. A GPU changes little: only the small PyTorch model uses it.
 # `benchmarks/mf.py` runs the default model on MovieLens-100K's official `u1` split.
 
 # %%

@@ -42,8 +42,8 @@
 #    owes its customers;
 # 6. why removing names or hashing user ids is not anonymisation (quasi-identifiers on the shop).
 #
-# **Run time.** About 45 s of CPU on 2 idle cores at the defaults (more on a shared, busy
-# machine) — most of it in the DP-SGD runs, the seeds of the user-level comparison, the timing
+# **Run time.** Under a minute at the defaults (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table) —
+# most of it in the DP-SGD runs, the seeds of the user-level comparison, the timing
 # comparison (`TIMING_REPEATS`) and importing torch and Opacus. A GPU does not make it faster,
 # the models are too small to gain from one, but every tensor goes to `runtime.device(DEVICE)`.
 #

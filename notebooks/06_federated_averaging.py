@@ -35,8 +35,8 @@
 # * what dropout and stragglers do, how many bytes a round costs, and how the same client and
 #   server logic runs as a Flower App (`flower_app/`) launched with `flwr run`.
 #
-# **Run time.** About 2 min of CPU time (measured: 115 s user, 10 min wall on a shared
-# 2-core machine at load ~14) with the Flower run off (`FLOWER_ENGINE = "off"`, the
+# **Run time.** About a minute (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table) with the
+# Flower run off (`FLOWER_ENGINE = "off"`, the
 # default); `"deployment"` adds a SuperLink and one SuperNode per region, several minutes
 # more on a busy machine (Flower starts a Python process per SuperNode and per task). A GPU
 # does not help these tiny per-client models.

@@ -33,7 +33,7 @@
 # * what "real time" costs: one forward pass per click, and top-k search by exact scan or a
 #   faiss index (HNSW, IVF) as the catalogue grows.
 #
-# **Run time.** About 2 min of CPU at the defaults (three seeds of two small Transformers);
+# **Run time.** Under 2 min at the defaults, three seeds of two small Transformers (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table);
 # on a GPU the model settings grow (printed below). `benchmarks/serving.py` measures serving up
 # to a million items.
 
