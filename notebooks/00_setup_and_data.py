@@ -83,7 +83,9 @@ print("torch device:", dev)
 runtime.environment_report()
 
 # %% [markdown]
-# The articles' stated minimums, checked against this machine. All are met; note that Keras is a
+# The articles' stated minimums, checked against this machine. Every installed package must meet
+# its minimum; a package that is not installed is named with the notebooks that need it (a GPU
+# image without TensorFlow, say, still runs every notebook except 01 and 02). Note that Keras is a
 # major version past the Keras 2 that "interest exploration and exploitation" assumes (Keras 3
 # is what TensorFlow 2.16 and later ship), so the Keras listings of notebooks 01 and 02 run on
 # Keras 3.
@@ -99,15 +101,33 @@ stated = [  # (package, minimum version stated in an article's §5.1, where)
     ("matplotlib", "any", "improving UX with large models"),
     ("torch", "any", "improving UX; search + recommendation fusion"),
 ]
+needed_by = {"tensorflow": "01, 02", "keras": "01, 02"}  # packages only some notebooks import
+
+
+def installed_version(package: str) -> str | None:
+    if package == "python":
+        return platform.python_version()
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 rows = []
 for package, minimum, source in stated:
-    installed = platform.python_version() if package == "python" else metadata.version(package)
-    ok = minimum == "any" or Version(installed) >= Version(minimum)
-    rows.append((package, minimum, source, installed, ok))
+    installed = installed_version(package)
+    if installed is None:
+        ok = f"not installed: notebooks {needed_by.get(package, 'all')} cannot run"
+    else:
+        ok = minimum == "any" or Version(installed) >= Version(minimum)
+    rows.append((package, minimum, source, installed or "-", ok))
 requirements = pd.DataFrame(
     rows, columns=["package", "article minimum", "stated in", "installed", "ok"]
 )
-assert requirements["ok"].all(), requirements[~requirements["ok"]]
+too_old = requirements[requirements["ok"].map(lambda ok: ok is False)]
+assert too_old.empty, too_old
+missing_core = [p for p, *_ in stated if installed_version(p) is None and p not in needed_by]
+assert not missing_core, f"install recbook's dependencies first (`make setup`): {missing_core}"
 requirements
 
 # %% [markdown]
