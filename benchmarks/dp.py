@@ -3,6 +3,7 @@
     python benchmarks/dp.py                   # notebook 05's defaults: shop, BiasedMF, eps = 8
     python benchmarks/dp.py --repeats 9 --batch-size 4096 --device cuda
     python benchmarks/dp.py --dataset movielens-100k --path ml-100k.zip --curve 0.5 1 2 4 8
+    python benchmarks/dp.py --out benchmarks/results/dp.json   # also write the rows as JSON
 
 Trains notebook 05's BiasedMF on the same split, for the same epochs and expected batch size:
 without privacy (``TensorBatches``), with DP-SGD through Opacus's ``PrivacyEngine`` (ghost
@@ -11,7 +12,8 @@ latter seeded (reproducible demo) and in secure mode (OS randomness re-seeded ev
 floating-point-safe noise: what a private model uses), at the example and at the user level.
 Runs are interleaved; it prints the median training-loop seconds, the ratio to the non-private
 run, the ε each DP run spent and its test RMSE. ``--curve`` adds test RMSE vs ε (secure mode,
-example and user level). The private models' offset is a noisy mean paid from the budget
+example and user level). ``--out`` writes every row with the machine and its load
+(``recbook.results``). The private models' offset is a noisy mean paid from the budget
 (``dp_sgd.private_mean``, ε = 0.05 of each budget), never the exact training mean.
 """
 
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", help="write the rows as JSON here (benchmarks/results/dp.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dev = runtime.device(args.device)
@@ -151,19 +154,49 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} interleaved repeats"
     )
     print(table.round(3).to_string())
+    rows = [
+        {
+            "model": name,
+            "dataset": ds.name,
+            "split": "random 80/20, 90 % of train fitted",
+            "fit_s": float(row["median s"]),
+            "peer": False,
+            "min_s": float(row["min s"]),
+            "max_s": float(row["max s"]),
+            "ratio_to_non_private": float(row["ratio"]),
+            "test_rmse": float(row["test RMSE"]),
+            "epsilon": float(row["epsilon"]) if np.isfinite(row["epsilon"]) else None,
+        }
+        for name, row in table.iterrows()
+    ]
     if args.curve:
-        rows = []
+        curve_rows = []
         for eps in args.curve:
             for unit in ("example", "user"):
                 name = f"{unit} level, eps={eps:g}"
                 private(name, "embedding_rows", True, unit, eps)()
                 model, setup = trained[name]
-                rows.append(
+                curve_rows.append(
                     {"epsilon": total_epsilon(setup), "unit": unit, "test RMSE": test_rmse(model)}
                 )
-        curve = pd.DataFrame(rows).pivot(index="epsilon", columns="unit", values="test RMSE")
+        curve = pd.DataFrame(curve_rows).pivot(index="epsilon", columns="unit", values="test RMSE")
         print(f"test RMSE vs total epsilon (secure mode; non-private {table.iloc[0, -2]:.3f}):")
         print(curve.round(4).to_string())
+        rows += [
+            {"model": f"DP-SGD {r['unit']} level, secure (curve)", "dataset": ds.name,
+             "split": rows[0]["split"], "fit_s": None, "peer": False,
+             "test_rmse": r["test RMSE"], "epsilon": r["epsilon"]}
+            for r in curve_rows
+        ]  # fmt: skip
+    if args.out:
+        from recbook import results
+
+        notes = (
+            f"BiasedMF dim {args.dim}, batch {args.batch_size}, {args.epochs} epochs, device "
+            f"{dev}, {args.threads} torch thread(s), median of {args.repeats} interleaved repeats "
+            "(training loop only); fit_s is the median; ratio_to_non_private is the goal's measure"
+        )
+        print("wrote", results.write(args.out, "dp", rows, notes=notes, argv=sys.argv))
     return 0
 
 

@@ -113,6 +113,18 @@ def tensor_loader(
     )
 
 
+def _unit_order(units: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Row order by unit, then by the first integer column that is not the units (stable)."""
+    order = torch.arange(len(units))
+    second = next(
+        (t for t in tensors if t.dim() == 1 and not t.is_floating_point() and not t.equal(units)),
+        None,
+    )
+    if second is not None:
+        order = torch.argsort(second, stable=True)
+    return order[torch.argsort(units[order], stable=True)]
+
+
 class PoissonBatches:
     """Opacus's Poisson sampling (``UniformWithReplacementSampler``) vectorised over tensors.
 
@@ -122,7 +134,10 @@ class PoissonBatches:
     does, as one tensor index instead of a Python list per batch.
 
     With ``units`` (one id per row, e.g. the user) it samples *units* instead: each unit is
-    included with probability ``sample_rate`` and brings all its rows (user-level DP-SGD).
+    included with probability ``sample_rate`` and brings all its rows (user-level DP-SGD). The
+    rows are then kept ordered by unit, and within a unit by the first other id column (e.g.
+    the item), so that a batch's per-unit and per-(unit, item) sums are runs of consecutive
+    rows for :class:`ClippedLoss` — no sort per step. Which units are drawn does not change.
     """
 
     def __init__(
@@ -143,8 +158,14 @@ class PoissonBatches:
         if units is not None:
             if len(units) != len(tensors[0]):
                 raise ValueError("units must give one unit id per row")
-            uniq, self._unit_of_row = torch.unique(units, return_inverse=True)
+            order = _unit_order(units, tensors)
+            self.tensors = tuple(t[order] for t in tensors)
+            uniq, unit_of_row = torch.unique(units[order], return_inverse=True)
             self.n_units = len(uniq)
+            # unit k's rows are the run [start[k], start[k] + count[k]) of the ordered rows
+            self._count = torch.bincount(unit_of_row, minlength=self.n_units)
+            self._start = torch.cumsum(self._count, 0) - self._count
+            self._unit_of_row = unit_of_row
         else:
             self.n_units = len(tensors[0])
 
@@ -154,9 +175,13 @@ class PoissonBatches:
     def __iter__(self):
         for _ in range(self.steps):
             keep = torch.rand(self.n_units, generator=self.generator) < self.sample_rate
-            if self._unit_of_row is not None:
-                keep = keep[self._unit_of_row]
             idx = keep.nonzero().reshape(-1)
+            if self._unit_of_row is not None:  # the rows of the kept units, in row order
+                count = self._count[idx]
+                total = int(count.sum())
+                shift = self._start[idx] - (torch.cumsum(count, 0) - count)
+                idx = torch.repeat_interleave(shift, count, output_size=total)
+                idx += torch.arange(total)
             yield tuple(t[idx] for t in self.tensors)
 
 
@@ -209,6 +234,21 @@ def _register_fast_embedding_norms() -> None:
     register_norm_sampler(nn.Embedding)(_one_row_embedding_norms)
 
 
+def _segments(keys: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+    """(segment index of each key, number of distinct keys, whether all keys are distinct),
+    segments numbered in increasing key order. Non-decreasing keys (a batch in
+    :class:`PoissonBatches`' order) are split into runs in one pass; others are sorted."""
+    n = len(keys)
+    if n < 2 or bool((keys[1:] >= keys[:-1]).all()):
+        starts = keys[1:] != keys[:-1]
+        index = torch.zeros(n, dtype=torch.long, device=keys.device)
+        torch.cumsum(starts, 0, out=index[1:])
+        count = int(index[-1]) + 1 if n else 0
+        return index, count, count == n
+    uniq, index = torch.unique(keys, return_inverse=True)
+    return index, len(uniq), len(uniq) == n
+
+
 @dataclass
 class ClippedLoss:
     """Per-example losses of one batch and the embedding lookups that produced them.
@@ -246,24 +286,33 @@ class ClippedLoss:
 
         A unit's gradient in table t is the sum of its examples' lookup gradients placed in
         their rows; examples of one unit that hit the same row add up before the norm, so the
-        sum is taken per (unit, row) pair and the squares are added per unit."""
+        sum is taken per (unit, row) pair and the squares are added per unit. These are segment
+        sums: when the batch comes ordered by unit (and by row within a unit, as
+        :class:`PoissonBatches` yields it) the segments are runs of equal keys, found in one
+        pass; a batch with no repeated (unit, row) pair needs no per-pair sum at all. Any other
+        order falls back to sorting (``torch.unique``) — the same sums either way."""
         if self.units is None or self.ids is None or self.table_sizes is None:
             raise ValueError("unit_norms needs units, ids and table sizes (user-level clipping)")
-        uniq, unit_of = torch.unique(self.units, return_inverse=True)
-        squares = torch.zeros(len(uniq), device=self.losses.device)
+        unit_of, n_units, _ = _segments(self.units)
+        squares = torch.zeros(n_units, device=self.losses.device)
         for g, rows, size in zip(lookup_gradients, self.ids, self.table_sizes):
             flat = g.flatten(1)
-            if torch.equal(rows, self.units):  # the unit's own row (e.g. the user tables)
-                pairs, pair_of, unit_of_pair = uniq, unit_of, None
+            own_row = torch.equal(rows, self.units)  # the unit's own row (e.g. the user tables)
+            if own_row:
+                pair_of, n_pairs, distinct = unit_of, n_units, False
             else:
-                pairs, pair_of = torch.unique(unit_of * size + rows, return_inverse=True)
-                unit_of_pair = pairs // size
-            summed = torch.zeros(len(pairs), flat.shape[1], device=flat.device, dtype=flat.dtype)
-            summed.index_add_(0, pair_of, flat)
-            if unit_of_pair is None:
-                squares += summed.square().sum(1)
+                pair_of, n_pairs, distinct = _segments(unit_of * size + rows)
+            if distinct:  # one example per (unit, row): its gradient is the pair's sum
+                squares.index_add_(0, unit_of, flat.square().sum(1).to(squares.dtype))
+                continue
+            summed = torch.zeros(n_pairs, flat.shape[1], device=flat.device, dtype=flat.dtype)
+            per_pair = summed.index_add_(0, pair_of, flat).square().sum(1).to(squares.dtype)
+            if own_row:
+                squares += per_pair
             else:
-                squares.index_add_(0, unit_of_pair, summed.square().sum(1))
+                unit_of_pair = torch.empty(n_pairs, dtype=unit_of.dtype, device=unit_of.device)
+                unit_of_pair[pair_of] = unit_of
+                squares.index_add_(0, unit_of_pair, per_pair)
         return squares.sqrt(), unit_of
 
     def backward(self) -> None:

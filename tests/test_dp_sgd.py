@@ -517,11 +517,30 @@ def _clipped_user_sum_one_by_one(model, users, items, ratings, max_grad_norm):
     return total, norms
 
 
-def test_user_level_clipping_equals_per_user_clipping():
+def _ordered(users, items, ratings, order):
+    if order == "by user and item, no repeats":
+        keep = np.unique(np.c_[users, items], axis=0, return_index=True)[1]
+        users, items, ratings = users[keep], items[keep], ratings[keep]
+    if order != "random":
+        by_item = torch.argsort(items, stable=True) if "item" in order else torch.arange(len(items))
+        idx = by_item[torch.argsort(users[by_item], stable=True)]
+        users, items, ratings = users[idx], items[idx], ratings[idx]
+    return users, items, ratings
+
+
+@pytest.mark.parametrize(
+    "order", ["random", "by user", "by user and item", "by user and item, no repeats"]
+)
+def test_user_level_clipping_equals_per_user_clipping(order):
+    """Every path of the per-user sums (sorted fallback, runs of a batch in PoissonBatches'
+    order, no repeated (user, item) pair) against the definition, one user at a time."""
     model = _spread_mf()
     users, items, ratings = _batch(n=80)
     items[:6] = items[0]  # repeated items within one user: row sums before the norm
     users[:6] = users[0]
+    users, items, ratings = _ordered(users, items, ratings, order)
+    pairs = users * 10 + items
+    assert (len(pairs.unique()) < len(pairs)) == ("no repeats" not in order)
     expected, norms = _clipped_user_sum_one_by_one(model, users, items, ratings, 8.0)
     assert 0.2 < np.mean([n > 8.0 for n in norms.values()]) < 0.9
     criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 8.0, unit_input=0)
@@ -535,6 +554,21 @@ def test_user_level_clipping_equals_per_user_clipping():
         torch.testing.assert_close(p.grad, want, atol=1e-5, rtol=1e-5)
 
 
+def test_segments_match_a_sort():
+    g = torch.Generator().manual_seed(0)
+    for keys in [
+        torch.randint(0, 30, (200,), generator=g),
+        torch.sort(torch.randint(0, 30, (200,), generator=g))[0],
+        torch.arange(50) * 3,
+        torch.tensor([7]),
+        torch.zeros(0, dtype=torch.long),
+    ]:
+        index, count, distinct = dp_sgd._segments(keys)
+        uniq, want = torch.unique(keys, return_inverse=True)
+        assert torch.equal(index, want) and count == len(uniq)
+        assert distinct == (len(uniq) == len(keys))
+
+
 def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensors):
     df = tiny_ratings()
     dp = _dp_setup(
@@ -546,9 +580,11 @@ def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensor
     )
     assert dp.n_units == 40 and dp.privacy_unit == "user"
     per_user = df.groupby("user_id").size()
-    for users, _, _ in dp.loader:
+    for users, items, _ in dp.loader:
         chosen = users.unique()
         assert len(users) == per_user.loc[chosen.numpy()].sum()  # all rows of each chosen user
+        key = users * 1000 + items  # ordered by user, then item: the clipper's one-pass path
+        assert bool((key[1:] >= key[:-1]).all())
     dp.fit(progress=False)
     assert 0.95 * 4.0 <= dp.epsilon() <= 4.0 * 1.001
     assert "user level" in str(dp.statement())
