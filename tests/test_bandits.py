@@ -168,7 +168,7 @@ def test_coverage_and_gini():
 
 
 def test_shop_environment_and_feedback_loop():
-    from recbook.shop import load_shop
+    from recbook.datasets import load_shop
 
     ds = load_shop(n_users=60, n_items=40, n_events=3000, seed=1)
     env = B.SlateEnvironment.from_shop(ds, k=3)

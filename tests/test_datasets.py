@@ -17,7 +17,13 @@ import pytest
 import requests
 
 from recbook import datasets
-from recbook.datasets import ChecksumError, DataUnavailableError, UnverifiedDataWarning
+from recbook.datasets import (
+    ChecksumError,
+    DataUnavailableError,
+    UnverifiedDataWarning,
+    online_retail,
+    registry,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "data" / "fixtures"
@@ -65,8 +71,8 @@ def load_quiet(*args, **kwargs) -> datasets.Dataset:
 
 
 def test_registry_lists_every_archive_with_sha256_and_url():
-    reg = datasets._registry()
-    for spec in datasets._SPECS.values():
+    reg = registry.entries()
+    for spec in datasets.SPECS.values():
         sha, url = reg[spec.archive]
         assert len(sha) == 64 and int(sha, 16) >= 0
         assert url.startswith("https://") and url.endswith(spec.archive)
@@ -265,10 +271,10 @@ def test_extracted_folder_is_verified_file_by_file(tmp_path, monkeypatch):
     """With inner-file hashes in the registry, an extracted folder is verified; one file
     with an official name and other content is refused; without hashes, a warning."""
     folder = _ml100k_copy(tmp_path)
-    reg = dict(datasets._registry())
+    reg = dict(registry.entries())
     for f in folder.iterdir():
         reg[f"ml-100k/{f.name}"] = (sha256(f), None)
-    monkeypatch.setattr(datasets, "_registry", lambda: reg)
+    monkeypatch.setattr(registry, "entries", lambda: reg)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedDataWarning)
         ds = datasets.load_movielens("100k", path=folder, split="u1")
@@ -397,7 +403,7 @@ def test_retail_parse_cache_is_parquet_and_reused(cache, monkeypatch):
     assert [c.suffix for c in caches] == [".parquet"]
     assert sha256(RETAIL_XLSX)[:16] in caches[0].name
     assert caches[0].read_bytes()[:4] == b"PAR1"  # data only: nothing in it can run
-    monkeypatch.setattr(datasets, "_read_retail_workbook", lambda *a: pytest.fail("re-parsed"))
+    monkeypatch.setattr(online_retail, "_read_retail_workbook", lambda *a: pytest.fail("re-parsed"))
     second = load_retail()
     pd.testing.assert_frame_equal(first.events, second.events)
     pd.testing.assert_frame_equal(first.items, second.items)
@@ -469,7 +475,7 @@ def test_local_copy_named_like_the_official_zip_with_wrong_hash_is_refused():
     with pytest.raises(ChecksumError) as err:
         datasets.load_movielens("100k", path=FIX / "ml-100k.zip")
     msg = str(err.value)
-    assert sha256(FIX / "ml-100k.zip") in msg and datasets._registry()["ml-100k.zip"][0] in msg
+    assert sha256(FIX / "ml-100k.zip") in msg and registry.entries()["ml-100k.zip"][0] in msg
 
 
 def test_corrupted_cached_file_is_an_error_naming_it(cache):
@@ -487,8 +493,8 @@ def test_offline_error_names_url_sha256_and_target(name, cache, monkeypatch):
         raise requests.ConnectionError("Name or service not known")
 
     monkeypatch.setattr(pooch.Pooch, "fetch", offline)
-    spec = datasets._SPECS[name]
-    sha, url = datasets._registry()[spec.archive]
+    spec = datasets.SPECS[name]
+    sha, url = registry.entries()[spec.archive]
     with pytest.raises(DataUnavailableError) as err:
         datasets.load(name)
     msg = str(err.value)
@@ -507,9 +513,9 @@ def test_download_with_wrong_hash_is_a_checksum_error(monkeypatch):
 
 def test_verified_download_then_cached(cache, monkeypatch):
     """Pretend the fixture zip is the official one: download once, then read from the cache."""
-    reg = dict(datasets._registry())
+    reg = dict(registry.entries())
     reg["ml-100k.zip"] = (sha256(FIX / "ml-100k.zip"), reg["ml-100k.zip"][1])
-    monkeypatch.setattr(datasets, "_registry", lambda: reg)
+    monkeypatch.setattr(registry, "entries", lambda: reg)
     calls = []
 
     def fake_download(self, fname, *args, **kwargs):
@@ -534,9 +540,9 @@ def test_verified_retail_zip_from_the_cache(cache, monkeypatch):
     archive = cache / "online+retail.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(RETAIL_XLSX, "Online Retail.xlsx")
-    reg = dict(datasets._registry())
+    reg = dict(registry.entries())
     reg["online+retail.zip"] = (sha256(archive), reg["online+retail.zip"][1])
-    monkeypatch.setattr(datasets, "_registry", lambda: reg)
+    monkeypatch.setattr(registry, "entries", lambda: reg)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedDataWarning)
         ds = datasets.load("online-retail")
@@ -594,6 +600,6 @@ def test_make_fixtures_rewrites_identical_files(tmp_path, monkeypatch):
 )
 def test_calamine_and_openpyxl_read_the_same_workbook():
     raw = RETAIL_XLSX.read_bytes()
-    by_openpyxl = datasets._read_retail_workbook(raw, "fixture", "openpyxl")
-    by_calamine = datasets._read_retail_workbook(raw, "fixture", "calamine")
+    by_openpyxl = online_retail._read_retail_workbook(raw, "fixture", "openpyxl")
+    by_calamine = online_retail._read_retail_workbook(raw, "fixture", "calamine")
     pd.testing.assert_frame_equal(by_openpyxl, by_calamine)

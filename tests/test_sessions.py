@@ -1,5 +1,7 @@
 """The sequential shop: determinism, the oracle is a distribution and agrees with sampling."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -88,7 +90,7 @@ def test_bad_inputs_are_named(world, shop):
 
 @pytest.mark.filterwarnings("ignore::recbook.datasets.UnverifiedDataWarning")
 def test_public_sequences_from_fixtures():
-    root = datasets.Path(datasets.__file__).resolve().parents[1] / "data" / "fixtures"
+    root = Path(__file__).resolve().parents[1] / "data" / "fixtures"
     ml = sessions.load("movielens-100k", data_path=root / "ml-100k")
     ev = ml.events
     assert (ev.groupby(USER)["position"].diff().dropna() == 1).all()

@@ -6,7 +6,7 @@ import pytest
 
 from recbook import metrics
 from recbook.datasets import load
-from recbook.shop import CATEGORIES, NEW_WORDS, REGIONS, TASKS
+from recbook.datasets.shop import CATEGORIES, NEW_WORDS, REGIONS, TASKS
 
 
 @pytest.fixture(scope="module")

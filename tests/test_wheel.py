@@ -32,7 +32,8 @@ with warnings.catch_warnings(record=True):
     ml = datasets.load_movielens("100k", path=sys.argv[2], split="u1")
     retail = datasets.load_online_retail(path=sys.argv[3])
 out.update(ml=[ml.n_users, ml.n_items, len(ml.events), len(ml.test)], retail=len(retail.events))
-out["registry"] = sorted(datasets._registry())
+out["shop"] = datasets.load("shop", n_users=20, n_items=30, n_events=400).n_users
+out["registry"] = sorted(datasets.registry.entries())
 print(json.dumps(out))
 """
 
@@ -57,6 +58,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_ships_the_registry(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "recbook/data/registry.txt" in names
+    for module in ("__init__", "base", "registry", "movielens", "online_retail", "shop"):
+        assert f"recbook/datasets/{module}.py" in names  # the subpackage is listed in pyproject
     assert not any(n.startswith(("data/", "tests/", "notebooks/")) for n in names)
 
 
@@ -73,5 +76,5 @@ def test_unpacked_wheel_loads_fixtures_with_path(wheel, tmp_path):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["recbook"].startswith(str(site))  # the wheel's copy, not the checkout
     assert out["ml"][:2] == [8, 10] and out["ml"][2] > 0 and out["ml"][3] > 0
-    assert out["retail"] > 0
+    assert out["retail"] > 0 and out["shop"] == 20
     assert {"ml-100k.zip", "ml-1m.zip", "online+retail.zip"} <= set(out["registry"])

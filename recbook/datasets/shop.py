@@ -53,6 +53,8 @@ Knobs of :func:`load_shop` (all validated through :mod:`recbook.checks`): ``n_us
 cold-start items), ``rating_noise_sd`` (noise of the stars), ``taste_sd`` (how much users'
 tastes differ beyond their biases: what collaborative filtering can learn),
 ``review_probability`` (share of first purchases that get rated) and ``title_vocabulary``.
+:func:`load_shop` is the one way to make the shop: ``recbook.datasets.load("shop", ...)`` and
+``recbook.datasets.load_shop`` are this function.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ import pandas as pd
 from scipy.special import expit, ndtr
 
 from recbook import checks
-from recbook.datasets import Dataset
+from recbook.datasets.base import Dataset
 
 REGIONS = ("north", "south", "east", "west", "central", "coastal", "mountain", "island")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
