@@ -234,7 +234,7 @@ print("package == hand arithmetic == scikit-learn")
 # ## 3. A tour of the shop
 #
 # Public data cannot tell how good a model *could* be. The synthetic shop can: it is generated
-# from latent user tastes and item factors (see the docstring of `recbook.shop`), so it knows the
+# from latent user tastes and item factors (see the docstring of `recbook.datasets.shop`), so it knows the
 # best achievable error. It is deterministic from `SEED`; `SHOP_SCALE` grows it.
 
 # %%

@@ -1,6 +1,6 @@
 """The shop's sequential world: what a shopper does *next*, with an exact next-item oracle.
 
-The shop (:mod:`recbook.shop`) says which items a user likes, not in which order they buy
+The shop (:mod:`recbook.datasets.shop`) says which items a user likes, not in which order they buy
 them. Real baskets have order: a shopper browses with an intent (a category, a need) that
 drifts; a purchase calls for its complement (headphones, then a charger); consumables
 (grocery, beauty, pet food) are bought again. This module builds that order *on top of* a
