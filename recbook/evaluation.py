@@ -242,13 +242,46 @@ def full_catalogue_metrics(
     """Top-k metrics over the whole catalogue with each user's training items removed (the
     default protocol), ties broken at random with ``seed``: precision, recall, hit_rate, ndcg,
     map at ``k`` over users with at least one test item."""
+    per_user = full_catalogue_per_user(scores, train, test, k, seed, col_user, col_item)
+    return {name: float(v) for name, v in per_user.mean().items()}
+
+
+def full_catalogue_per_user(
+    scores: np.ndarray,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    k: int = 10,
+    seed: int = 0,
+    col_user: str = USER,
+    col_item: str = ITEM,
+) -> pd.DataFrame:
+    """:func:`full_catalogue_metrics` for each evaluated user (rows: user ids)."""
     s = np.asarray(scores, dtype=float)
     if s.ndim != 2:
         raise ValueError(f"scores must be a (users x items) matrix, got shape {s.shape}")
     relevant = metrics.relevance_matrix(test, *s.shape, col_user=col_user, col_item=col_item)
     masked = metrics.exclude_seen(s, train, col_user=col_user, col_item=col_item)
-    report = metrics.ranking_report(masked, relevant, ks=(k,), seed=seed)
-    return {name: float(v) for name, v in report.iloc[0].items()}
+    return metrics.per_user_metrics(masked, relevant, k=k, seed=seed)
+
+
+def compare_users(
+    scores: Mapping[str, np.ndarray],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    k: int = 10,
+    seed: int = 0,
+) -> Comparison:
+    """Fixed scorers on one fixed split: intervals over *users* (the test set is a sample of
+    them), paired per-user differences. Use :func:`compare` when training or the split depends
+    on a seed. The returned Comparison's ``seed`` column holds the user id (the pairing unit)."""
+    if not scores:
+        raise ValueError("compare_users: give at least one scorer")
+    frames = []
+    for model, s in scores.items():
+        per_user = full_catalogue_per_user(s, train, test, k, seed)
+        tidy = per_user.rename_axis("seed").reset_index().melt("seed", var_name="metric")
+        frames.append(tidy.assign(model=model))
+    return Comparison(pd.concat(frames, ignore_index=True)[["seed", "model", "metric", "value"]])
 
 
 def tune(

@@ -162,52 +162,61 @@ def _hits(scores, relevance, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return hits, r.sum(axis=1)
 
 
+def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each metric for each user (rows of ``hits``); the aggregate metrics are their means."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    idcg = np.cumsum(discount)[np.minimum(n_rel, k) - 1]
+    precision = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    return {
+        "precision": hits.sum(axis=1) / k,
+        "recall": hits.sum(axis=1) / n_rel,
+        "hit_rate": hits.any(axis=1).astype(float),
+        "ndcg": (hits @ discount) / idcg,
+        "map": (precision * hits).sum(axis=1) / np.minimum(n_rel, k),
+    }
+
+
+def _metric(name: str, scores, relevance, k: int, seed: int) -> float:
+    hits, n_rel = _hits(scores, relevance, k, seed)
+    return float(_per_user(hits, n_rel, k)[name].mean())
+
+
 def precision_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of the top-k that is relevant, averaged over users with a relevant item."""
-    hits, _ = _hits(scores, relevance, k, seed)
-    return float(hits.sum(axis=1).mean() / k)
+    return _metric("precision", scores, relevance, k, seed)
 
 
 def recall_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of each user's relevant items found in the top-k."""
-    hits, n_rel = _hits(scores, relevance, k, seed)
-    return float((hits.sum(axis=1) / n_rel).mean())
+    return _metric("recall", scores, relevance, k, seed)
 
 
 def hit_rate_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Share of users with at least one relevant item in the top-k."""
-    hits, _ = _hits(scores, relevance, k, seed)
-    return float(hits.any(axis=1).mean())
+    return _metric("hit_rate", scores, relevance, k, seed)
 
 
 def ndcg_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Normalised discounted cumulative gain with binary relevance and a log2 discount."""
-    hits, n_rel = _hits(scores, relevance, k, seed)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ discount
-    idcg = np.cumsum(discount)[np.minimum(n_rel, k) - 1]
-    return float((dcg / idcg).mean())
+    return _metric("ndcg", scores, relevance, k, seed)
 
 
 def map_at_k(scores, relevance, k: int, seed: int = 0) -> float:
     """Mean average precision at k (divides by ``min(k, n_relevant)``)."""
+    return _metric("map", scores, relevance, k, seed)
+
+
+def per_user_metrics(scores, relevance, k: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Every ranking metric at ``k`` for each user with a relevant item (index: the user's row),
+    one tie-break for all: the unit for intervals over users and paired per-user differences."""
     hits, n_rel = _hits(scores, relevance, k, seed)
-    precision = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
-    return float(((precision * hits).sum(axis=1) / np.minimum(n_rel, k)).mean())
+    users = np.flatnonzero(np.asarray(relevance).any(axis=1))
+    return pd.DataFrame(_per_user(hits, n_rel, k), index=pd.Index(users, name="user"))
 
 
 def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,), seed: int = 0) -> pd.DataFrame:
     """All ranking metrics at each k, as one table (rows: k); one tie-break for all of them."""
-    rows = {
-        k: {
-            "precision": precision_at_k(scores, relevance, k, seed),
-            "recall": recall_at_k(scores, relevance, k, seed),
-            "hit_rate": hit_rate_at_k(scores, relevance, k, seed),
-            "ndcg": ndcg_at_k(scores, relevance, k, seed),
-            "map": map_at_k(scores, relevance, k, seed),
-        }
-        for k in ks
-    }
+    rows = {k: per_user_metrics(scores, relevance, k, seed).mean().to_dict() for k in ks}
     return pd.DataFrame(rows).T.rename_axis("k")
 
 

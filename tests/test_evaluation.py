@@ -114,3 +114,44 @@ def test_tune_picks_the_best_validation_value():
     assert best == (0.5, 3.0) and scores[(0.1, 2.0)] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="empty grid"):
         evaluation.tune(lambda v: v, [])
+
+
+def _split(n_users: int = 60, n_items: int = 40, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pairs = pd.DataFrame(
+        {"user_id": rng.integers(0, n_users, 900), "item_id": rng.integers(0, n_items, 900)}
+    ).drop_duplicates()
+    is_test = rng.random(len(pairs)) < 0.2
+    return pairs[~is_test], pairs[is_test], n_users, n_items
+
+
+def test_per_user_metrics_average_to_the_aggregate_metrics():
+    from recbook import metrics
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, (50, 30)).astype(float)  # many ties
+    relevance = rng.random((50, 30)) < 0.1
+    per_user = metrics.per_user_metrics(scores, relevance, k=5, seed=7)
+    assert list(per_user.index) == list(np.flatnonzero(relevance.any(axis=1)))
+    for name, fn in [("precision", metrics.precision_at_k), ("recall", metrics.recall_at_k),
+                     ("hit_rate", metrics.hit_rate_at_k), ("ndcg", metrics.ndcg_at_k),
+                     ("map", metrics.map_at_k)]:  # fmt: skip
+        assert per_user[name].mean() == pytest.approx(fn(scores, relevance, 5, seed=7))
+
+
+def test_compare_users_pairs_users_and_separates_truth_from_noise():
+    train, test, n_users, n_items = _split()
+    truth = np.zeros((n_users, n_items))
+    truth[test["user_id"], test["item_id"]] = 1.0
+    noise = np.random.default_rng(1).random((n_users, n_items))
+    comp = evaluation.compare_users({"truth": truth, "noise": noise, "same": noise}, train, test)
+    n_eval = test["user_id"].nunique()
+    diff = comp.difference("truth", "noise", "ndcg")
+    assert diff.n == n_eval and diff.lo > 0
+    same = comp.difference("same", "noise", "ndcg")
+    assert (same.mean, same.lo, same.hi) == (0.0, 0.0, 0.0)
+    assert evaluation.full_catalogue_metrics(noise, train, test)["ndcg"] == pytest.approx(
+        comp.interval("noise", "ndcg").mean
+    )
+    with pytest.raises(ValueError, match="at least one scorer"):
+        evaluation.compare_users({}, train, test)
