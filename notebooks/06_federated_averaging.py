@@ -168,6 +168,8 @@ small_mixed = fl.make_clients(
     train, test, fl.groups_of_size(rated_users, SMALL_CLIENT_USERS, within=None, seed=SEED)
 )
 everyone = fl.pooled(regions)
+GROUPS = {"region": "regions", "random": "random groups"}.get(PARTITION, f"{PARTITION} groups")
+NATURAL = f"{len(regions)} {GROUPS}"  # the natural clients, as the tables below name them
 STRICT = len(rated_users) >= 500  # claims are asserted on real-sized data, not on a fixture
 MU = fl.public_mean(RATING_SCALE)  # public constant, not the clients' pooled mean
 
@@ -185,7 +187,7 @@ category = (
     else np.zeros(ds.n_items, dtype=int)
 )
 print(f"{len(train)} train / {len(test)} test ratings, {len(rated_users)} users")
-print(f"clients: {len(regions)} regions, {len(iid)} IID, {len(small)} small, "
+print(f"clients: {NATURAL}, {len(iid)} IID, {len(small)} small, "
       f"{len(small_mixed)} small mixed")  # fmt: skip
 
 # %%
@@ -747,7 +749,8 @@ comm = pd.DataFrame(
             faults[f"{DROPOUT:.0%} dropout"].history["bytes_up"].mean() / 1e6,
         ],
     },
-    index=["federated CF, 8 regions", "all tensors sent, 8 regions", "small clients, C = 0.1",
+    index=[f"federated CF, {NATURAL}", f"all tensors sent, {NATURAL}",
+           f"small clients, C = {CLIENT_FRACTION}",
            f"small clients, {DROPOUT:.0%} dropout"],
 )  # fmt: skip
 print(comm.round(3).to_string())
@@ -773,6 +776,15 @@ print(
 #   `context.run_config`.
 # * The **ServerApp** runs Flower's own `FedAvg` strategy (weights by `num-examples`) with
 #   federated evaluation on every node.
+# * **DP with Flower's own wrappers** is a run-config switch: `dp="server-clipping"` wraps
+#   `FedAvg` in `DifferentialPrivacyServerSideFixedClipping` (a trusted server clips and adds
+#   the noise, as our central mode), `dp="client-clipping"` in
+#   `DifferentialPrivacyClientSideFixedClipping` with Flower's `fixedclipping_mod` on the
+#   ClientApp; both average with equal weights and print their $(\varepsilon, \delta)$ from the
+#   same accountant as above (every node in every round: no amplification by sampling).
+#   Flower's SecAgg+ (`SecAggPlusWorkflow` + `secaggplus_mod`) runs only in Flower's legacy
+#   workflow in flwr 1.41, not with these Message-API strategies, so the untrusted-server
+#   version stays in the from-scratch loop.
 #
 # **Running it.** `flwr run flower_app` submits the app to a SuperLink. For a local
 # simulation, Flower's default connection starts a SuperLink in simulation mode, whose Ray
@@ -832,9 +844,9 @@ summary = pd.DataFrame(
     {
         "test RMSE": {
             "global mean": rmse_mean,
-            "local only (8 regions)": local.history["rmse"].iloc[-1],
+            f"local only ({NATURAL})": local.history["rmse"].iloc[-1],
             "centralised": central.history["rmse"].iloc[-1],
-            "federated CF (8 regions)": fcf.history["rmse"].iloc[-1],
+            f"federated CF ({NATURAL})": fcf.history["rmse"].iloc[-1],
             f"federated CF, {len(small)} small clients, C={CLIENT_FRACTION}": faults["no faults"]
             .history["rmse"]
             .iloc[-1],
