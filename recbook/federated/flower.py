@@ -8,6 +8,18 @@ everything from their ``Context``, packaged in ``flower_app/`` and launched with
 * The ServerApp runs Flower's own ``FedAvg`` strategy with federated evaluation and writes the
   per-round RMSE and the final shared tensors to ``result-dir`` (a run-config value), so a
   caller can compare runs.
+* **DP with Flower's own wrappers** (run-config ``dp``): ``"server-clipping"`` wraps FedAvg in
+  ``DifferentialPrivacyServerSideFixedClipping`` (the server clips each update and adds the
+  noise: a trusted server, central DP); ``"client-clipping"`` in
+  ``DifferentialPrivacyClientSideFixedClipping`` with Flower's ``fixedclipping_mod`` on the
+  ClientApp (clients clip; the server still sees each clipped update and adds the noise).
+  Updates are averaged with equal weights (the noise std ``z C / m`` assumes it), every
+  SuperNode takes part in every round, so ε comes from recbook's accountant without
+  amplification by sampling (:func:`flower_privacy`). Flower draws the noise from numpy's
+  global generator; the ServerApp re-seeds it from the OS before every aggregation.
+  Flower's SecAgg+ (``SecAggPlusWorkflow`` + ``secaggplus_mod``) is not offered: in flwr 1.41
+  it runs only in the legacy workflow (``LegacyContext``, ``flwr.server.strategy``,
+  ``FitIns``/``FitRes`` messages), not with the Message-API strategies this app uses.
 * :class:`LocalFederation` starts Flower's own processes on the loopback interface: a
   ``flower-superlink --simulation`` (the simulation engine), or a ``flower-superlink`` plus
   one ``flower-supernode`` per partition (the deployment engine), and submits the app with
@@ -42,6 +54,8 @@ import torch
 from recbook.federated.state import State
 
 APP_DIR = Path(__file__).resolve().parents[2] / "flower_app"
+DP_MODES = ("off", "server-clipping", "client-clipping")
+UNIT_WEIGHT = "unit-weight"  # FedAvg's weighting key under DP: every update counts the same
 RESULT_FILE = "flower_result.json"
 WEIGHTS_FILE = "flower_weights.npz"
 
@@ -80,9 +94,20 @@ def _load(dataset: str, data_path: str, test_size: float, seed: int):
 
 
 def task_from_config(run_config) -> dict:
-    """The run-config values of ``flower_app/pyproject.toml`` as typed settings."""
+    """The run-config values of ``flower_app/pyproject.toml`` as typed settings (DP settings
+    checked here, before any round runs)."""
+    from recbook import checks
+
     c = dict(run_config)
-    return {
+    dp = {
+        "dp": checks.one_of(str(c.get("dp", "off")), DP_MODES, "run-config dp"),
+        "dp_clip": checks.number(float(c.get("dp-clip", 0.5)), "dp-clip", positive=True),
+        "dp_noise_multiplier": checks.number(
+            float(c.get("dp-noise-multiplier", 1.0)), "dp-noise-multiplier", non_negative=True
+        ),
+        "dp_delta": checks.number(float(c.get("dp-delta", 0.0)), "dp-delta", non_negative=True),
+    }
+    return dp | {
         "dataset": str(c["dataset"]),
         "data_path": str(c.get("data-path", "")),
         "partition_column": str(c["partition-column"]),
@@ -121,6 +146,99 @@ def model_fn(task: dict):
     return lambda: BiasedMF(n_users, n_items, task["dim"], global_mean=public_mean())
 
 
+def flower_privacy(task: dict, n_nodes: int) -> dict | None:
+    """What the Flower run's DP guarantees, by recbook's accountant (None when ``dp`` is off).
+
+    Every SuperNode trains in every round (``fraction_train=1``), so each round is a Gaussian
+    mechanism on the average of ``n_nodes`` clipped updates with no amplification by sampling:
+    ε = :func:`recbook.federated.dp.dp_epsilon` at sample rate 1 over the rounds, at δ =
+    ``dp-delta`` (0: 1/(10 K)). The unit is a SuperNode's whole partition (all its users).
+    """
+    from recbook.federated.dp import DPConfig, dp_epsilon
+
+    if task["dp"] == "off":
+        return None
+    delta = DPConfig(delta=task["dp_delta"] or None).delta_for(n_nodes)
+    z, clip, rounds = task["dp_noise_multiplier"], task["dp_clip"], task["rounds"]
+    eps = dp_epsilon(z, 1.0, rounds, delta)
+    if task["dp"] == "server-clipping":
+        trust = "the server is trusted: it sees every update in the clear, clips it, adds noise"
+        wrapper = "DifferentialPrivacyServerSideFixedClipping"
+    else:
+        trust = (
+            "clients clip (fixedclipping_mod); the server still sees every clipped update in "
+            "the clear and adds the noise, so it is trusted (no secure aggregation here)"
+        )
+        wrapper = "DifferentialPrivacyClientSideFixedClipping + fixedclipping_mod"
+    statement = "\n".join(
+        [
+            f"Flower DP-FedAvg ({wrapper}): ({eps:.3g}, {delta:.2g})-DP per SuperNode "
+            f"({n_nodes} partitions) for the shared tensors the server publishes"
+            + ("" if math.isfinite(eps) else " - no noise: NOT private, a clipping check"),
+            f"  accountant: recbook RDP (dp-accounting), every node every round (q = 1, no "
+            f"amplification), {rounds} rounds, noise multiplier {z:g}, clip norm {clip:g}, "
+            f"equal weights, noise std z*C/{n_nodes} on the average",
+            f"  trust: {trust}",
+            "  not covered: the user rows kept on each node, the evaluation metrics nodes "
+            "report, the choice of the clip norm",
+            "  randomness: Flower's noise from numpy's global generator, re-seeded from the OS "
+            "before every aggregation (not a cryptographic generator within a round)",
+        ]
+    )
+    return {
+        "mode": task["dp"], "epsilon": eps, "delta": delta, "noise_multiplier": z,
+        "clip_norm": clip, "rounds": rounds, "sample_rate": 1.0, "nodes": n_nodes,
+        "statement": statement,
+    }  # fmt: skip
+
+
+def _dp_strategy(strategy, task: dict, n_nodes: int):
+    """``strategy`` wrapped in Flower's fixed-clipping DP wrapper for ``task["dp"]``, its
+    noise drawn after re-seeding numpy's global generator (Flower's noise source) from the OS."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyClientSideFixedClipping,
+        DifferentialPrivacyServerSideFixedClipping,
+    )
+
+    if task["dp"] == "off":
+        return strategy
+    base = (
+        DifferentialPrivacyServerSideFixedClipping
+        if task["dp"] == "server-clipping"
+        else DifferentialPrivacyClientSideFixedClipping
+    )
+
+    class OsSeededNoise(base):
+        def aggregate_train(self, server_round, replies):
+            np.random.seed(None)  # fresh OS entropy: the round's noise is unpredictable
+            return super().aggregate_train(server_round, replies)
+
+    return OsSeededNoise(strategy, task["dp_noise_multiplier"], task["dp_clip"], n_nodes)
+
+
+def _by_examples(records, _weighting_key: str):
+    """Evaluation metrics averaged with weights ``num-examples`` (the pooled test MSE), also
+    when DP averages the updates with equal weights."""
+    from flwr.app import MetricRecord
+
+    rows = [m for rec in records for m in rec.metric_records.values()]
+    total = sum(float(m["num-examples"]) for m in rows)
+    keys = [k for k in rows[0] if k != "num-examples"] if rows else []
+    out = {
+        k: sum(float(m[k]) * float(m["num-examples"]) for m in rows) / (total or 1.0) for k in keys
+    }
+    return MetricRecord(out | {"num-examples": total})
+
+
+def _client_clipping(msg, context, call_next):
+    """Flower's ``fixedclipping_mod`` on train messages when the run clips on the clients."""
+    from flwr.clientapp.mod import fixedclipping_mod
+
+    if task_from_config(context.run_config)["dp"] == "client-clipping":
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
 # ----------------------------------------------------------------------------- the apps
 
 
@@ -151,7 +269,7 @@ def build_client_app():
         load_state(model, arrays_to_state(msg.content["arrays"]))
         return task, client, model
 
-    @app.train()
+    @app.train(mods=[_client_clipping])
     def train(msg: Message, context: Context) -> Message:
         task, client, model = _setup(msg, context)
         cfg = msg.content["config"]
@@ -166,7 +284,10 @@ def build_client_app():
         )
         context.state["private"] = to_arrays(private_state(model))
         reply = RecordDict(
-            {"arrays": to_arrays(shared_state(model)), "metrics": MetricRecord({"num-examples": n})}
+            {
+                "arrays": to_arrays(shared_state(model)),
+                "metrics": MetricRecord({"num-examples": n, UNIT_WEIGHT: 1}),
+            }
         )
         return Message(content=reply, reply_to=msg)
 
@@ -174,15 +295,16 @@ def build_client_app():
     def evaluate(msg: Message, context: Context) -> Message:
         _, client, model = _setup(msg, context)
         sse, n = squared_error(model, client.test)
-        metrics = MetricRecord({"num-examples": n, "mse": sse / n if n else 0.0})
+        metrics = MetricRecord({"num-examples": n, "mse": sse / n if n else 0.0, UNIT_WEIGHT: 1})
         return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
 
     return app
 
 
 def build_server_app():
-    """The ``ServerApp``: Flower's ``FedAvg`` over every connected SuperNode, federated
-    evaluation each round; per-round RMSE and final shared tensors go to ``result-dir``."""
+    """The ``ServerApp``: Flower's ``FedAvg`` over every connected SuperNode (wrapped in
+    Flower's DP wrapper when ``dp`` is on), federated evaluation each round; per-round RMSE,
+    final shared tensors and the privacy statement go to ``result-dir``."""
     from flwr.app import ArrayRecord, ConfigRecord, Context
     from flwr.serverapp import Grid, ServerApp
     from flwr.serverapp.strategy import FedAvg
@@ -201,7 +323,13 @@ def build_server_app():
             min_train_nodes=n_nodes,
             min_evaluate_nodes=n_nodes,
             min_available_nodes=n_nodes,
+            weighted_by_key="num-examples" if task["dp"] == "off" else UNIT_WEIGHT,
+            evaluate_metrics_aggr_fn=_by_examples,  # the test MSE pools every rating
         )
+        strategy = _dp_strategy(strategy, task, n_nodes)
+        privacy = flower_privacy(task, n_nodes)
+        if privacy:
+            print(privacy["statement"], flush=True)
         initial = shared_state(init_model(model_fn(task), task["seed"]))
         start = time.perf_counter()
         result = strategy.start(
@@ -219,7 +347,10 @@ def build_server_app():
                 int(r): math.sqrt(float(m["mse"]))
                 for r, m in sorted(result.evaluate_metrics_clientapp.items())
             }
-            summary = {"rmse": rmse, "seconds": time.perf_counter() - start, "nodes": n_nodes}
+            summary = {
+                "rmse": rmse, "seconds": time.perf_counter() - start, "nodes": n_nodes,
+                "privacy": privacy,
+            }  # fmt: skip
             (out / RESULT_FILE).write_text(json.dumps(summary), encoding="utf-8")
 
     return app
@@ -382,6 +513,7 @@ class LocalFederation:
             {"rmse": {int(r): v for r, v in summary["rmse"].items()}}
         ).rename_axis("round")
         return {"history": history, "weights": weights, "seconds": seconds,
+                "privacy": summary.get("privacy"),
                 "command": " ".join(cmd[:4] + ["--stream"])}  # fmt: skip
 
     def log(self, name: str) -> str:
