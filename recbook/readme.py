@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recbook import results
+from recbook.runner import first_line
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -172,6 +173,16 @@ def _headline(notebook: str, records: dict[str, Any]) -> str:
     return ", ".join(cells)
 
 
+def _gpu_cell(row: dict[str, Any] | None) -> str:
+    """A GPU run's wall time, or why there is none (not run there, skipped, failed)."""
+    if row is None:
+        return "not measured"
+    if row.get("status") == "ok":
+        return f"{float(row['wall_s']):.0f}"
+    reason = first_line(row.get("error"), width=80)
+    return f"{row.get('status', 'failed')}: {reason}" if reason else str(row.get("status"))
+
+
 def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
     """The notebook table from a runner summary (and optionally a GPU run's summary)."""
     rows = summary.get("notebooks")
@@ -188,15 +199,16 @@ def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None)
         name = r["notebook"]
         what, framework = NOTEBOOK_INFO.get(name, ("", ""))
         status = "" if r.get("status") == "ok" else f" **{r.get('status')}**"
-        g = gpu_s.get(name)
-        gpu_cell = f"{g['wall_s']:.0f}" if g and g.get("status") == "ok" else "not measured"
+        gpu_cell = _gpu_cell(gpu_s.get(name))
         total += float(r["wall_s"])
         lines.append(
             f"| [{name}](notebooks/{name}.ipynb) | {what} | {framework} | "
             f"{float(r['wall_s']):.0f}{status} | {gpu_cell} | {_headline(name, r['records'])} |"
         )
-    total_gpu = sum(float(g["wall_s"]) for g in gpu_s.values()) if gpu_s else None
-    gpu_total = f"**{total_gpu:.0f}**" if total_gpu is not None else ""
+    gpu_ok = [g for g in gpu_s.values() if g.get("status") == "ok"]
+    gpu_total = (
+        f"**{sum(float(g['wall_s']) for g in gpu_ok):.0f}** ({len(gpu_ok)} ran)" if gpu_ok else ""
+    )
     lines.append(f"| **all {len(rows)}** | | | **{total:.0f}** | {gpu_total} | |")
     params = summary.get("parameters") or {}
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
@@ -206,9 +218,10 @@ def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None)
         f"on {_machine(summary.get('machine'))}."
     )
     if gpu:
+        commit = f" of commit {gpu['commit'][:7]}" if gpu.get("commit") else ""
         lines.append(
-            f"GPU column: run finished {gpu.get('finished', '?')} "
-            f"on {_machine(gpu.get('machine'))}."
+            f"GPU column: `python -m recbook run -p DEVICE=cuda`{commit}, finished "
+            f"{gpu.get('finished', '?')}, on {_machine(gpu.get('machine'))}."
         )
     return "\n".join(lines)
 

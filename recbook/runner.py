@@ -273,13 +273,13 @@ def summary_table(results: list[NotebookResult]) -> pd.DataFrame:
                 "status": r.status,
                 "device": r.device,
                 "wall s": r.wall_s,
-                "metrics": shown if r.status == "ok" else _first_line(r.error) + " " + shown,
+                "metrics": shown if r.status == "ok" else first_line(r.error) + " " + shown,
             }
         )
     return pd.DataFrame(rows, columns=["notebook", "status", "device", "wall s", "metrics"])
 
 
-def _first_line(text: str | None, width: int = 100) -> str:
+def first_line(text: str | None, width: int = 100) -> str:
     """The start of an error message, short enough for one table cell."""
     line = (text or "").strip().splitlines()[0] if text and text.strip() else ""
     return line if len(line) <= width else line[: width - 3] + "..."

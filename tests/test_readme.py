@@ -151,3 +151,32 @@ def test_main_check_and_write(tmp_path, capsys):
     assert readme.main([*args, "--check"]) == 0
     assert readme.main(["--readme", str(page), "--results", str(tmp_path / "none")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_gpu_column_says_why_a_notebook_has_no_gpu_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme, "HEADLINES", {})
+    cpu = json.loads(summary(tmp_path).read_text())
+    gpu = {
+        "finished": "2026-11-30T02:00:00+00:00",
+        "commit": "0123456789abcdef",
+        "notebooks": [
+            {"notebook": "00_setup_and_data", "status": "ok", "wall_s": 19.1, "records": {}},
+            {
+                "notebook": "03_matrix_factorization",
+                "status": "skipped",
+                "wall_s": 0.0,
+                "error": "needs TensorFlow, which the GPU image lacks",
+                "records": {},
+            },
+        ],
+    }
+    text = readme.render_notebooks(cpu, gpu)
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if "](notebooks/" in line
+    }
+    assert "| 19 |" in rows["[00_setup_and_data](notebooks/00_setup_and_data.ipynb)"]
+    assert (
+        "skipped: needs TensorFlow"
+        in rows["[03_matrix_factorization](notebooks/03_matrix_factorization.ipynb)"]
+    )
+    assert "**19** (1 ran)" in text and "of commit 0123456" in text
