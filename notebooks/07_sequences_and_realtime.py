@@ -391,9 +391,9 @@ print(pd.DataFrame(rows).to_string(index=False))
 # load; `benchmarks/serving.py` runs this to a million items.
 
 # %%
-item_vecs = model.item_vectors().detach().numpy()
+item_vecs = model.item_vectors().detach().cpu().numpy()
 item_groups = data.items["category"].astype(str).to_numpy() if "category" in data.items else None
-states = sq.user_states(model, split.test_history[:REQUESTS]).numpy()
+states = sq.user_states(model, split.test_history[:REQUESTS]).cpu().numpy()
 queries = np.c_[states, np.ones(len(states))].astype(np.float32)
 serve_rows = []
 for size in SERVING_SIZES:

@@ -204,10 +204,12 @@ def cloze_mask(
     ``[MASK]`` (at least one per row) and ask for the hidden items back."""
     checks.fraction(mask_prob, "mask_prob")
     real = tokens > 0
-    draw = torch.rand(tokens.shape, generator=generator) < mask_prob
+    # draws come from the (CPU) generator so masks do not depend on where the tokens live
+    draw = torch.rand(tokens.shape, generator=generator).to(tokens.device) < mask_prob
     lengths = real.sum(dim=1)
-    forced = (torch.rand(len(tokens), generator=generator) * lengths).long()
-    draw[torch.arange(len(tokens)), forced.clamp(max=tokens.shape[1] - 1)] = True
+    forced = (torch.rand(len(tokens), generator=generator).to(tokens.device) * lengths).long()
+    rows = torch.arange(len(tokens), device=tokens.device)
+    draw[rows, forced.clamp(max=tokens.shape[1] - 1)] = True
     hide = draw & real
     masked = torch.where(hide, torch.full_like(tokens, n_items + 1), tokens)
     target = torch.where(hide, tokens - 1, torch.full_like(tokens, IGNORE))
