@@ -294,6 +294,11 @@ def test_embedding_rows_clipping_refuses_models_it_cannot_clip_exactly():
         dp_sgd.EmbeddingRowClipping(_TiedMF(), lambda a, b: a - b, 1.0)
     with pytest.raises(ValueError, match="share a weight"):
         dp_sgd.EmbeddingRowClipping(_SharedWeightMF(), nn.MSELoss(), 1.0)
+    for option in ({"padding_idx": 0}, {"scale_grad_by_freq": True}):
+        padded = _spread_mf()
+        padded.item_factors = nn.Embedding(10, 4, **option)
+        with pytest.raises(ValueError, match="padding_idx or scale_grad_by_freq"):
+            dp_sgd.EmbeddingRowClipping(padded, nn.MSELoss(), 1.0)
     ids, target = torch.tensor([1, 2]), torch.tensor([0.0, 1.0])
     tied = _TiedMF()
     criterion = dp_sgd.EmbeddingRowClipping(tied, nn.MSELoss(), 1.0)
