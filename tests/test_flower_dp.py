@@ -6,7 +6,9 @@ The quick tests check the statement and the configuration errors. The simulation
 bounded time) runs the app with ``DifferentialPrivacyServerSideFixedClipping`` and with
 ``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``, without noise so the
 result is exact, and checks both against the from-scratch loop's clipped DP-FedAvg - and that
-the clip norm is small enough to change the result (the wrappers really clip).
+the clip norm is small enough to change the result (the wrappers really clip); then
+``DifferentialPrivacyServerSideAdaptiveClipping`` with noise (its clip norm moves, its ε is
+the accounted one).
 """
 
 from __future__ import annotations
@@ -66,6 +68,25 @@ def test_flower_dp_refuses_bad_settings(dp, match):
         _task(**dp)
 
 
+def test_adaptive_clipping_is_accounted_with_its_noisy_count():
+    """Flower's split of z (Andrew et al.'s centred-bit formula) inverted by hand, then the
+    plain-bit count (sensitivity 1) added back: the effective z is below Flower's nominal z."""
+    s, z_updates, z_eff = flower.adaptive_noise(0.5, 8, count_std=1.0)
+    assert s == 1.0 and z_updates**-2 == pytest.approx(0.5**-2 - 2.0**-2)
+    assert z_eff**-2 == pytest.approx(z_updates**-2 + 1.0) and z_eff < 0.5
+    assert flower.adaptive_noise(0.3, 8)[0] == pytest.approx(0.4)  # Flower's default K/20
+    with pytest.raises(ValueError, match="dp-count-std"):
+        flower.adaptive_noise(0.8, 8)
+    task = _task(dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0)
+    report = flower.flower_privacy(task, 8)
+    assert report["epsilon"] == pytest.approx(fl.dp_epsilon(z_eff, 1.0, 2, 1 / 80))
+    fixed = flower.flower_privacy(_task(dp="server-clipping", dp_noise_multiplier=0.5), 8)
+    assert report["epsilon"] > fixed["epsilon"]  # the count costs privacy too
+    assert "z_eff" in report["statement"] and "adaptation settings" in report["statement"]
+    with pytest.raises(ValueError, match="dp-target-quantile"):
+        _task(dp="server-adaptive", dp_target_quantile=1.5)
+
+
 def test_flower_dp_refuses_a_delta_of_one_over_k_or_more():
     with pytest.raises(ValueError, match="1/n"):
         flower.flower_privacy(_task(dp="server-clipping", dp_delta=0.2), n_nodes=8)
@@ -75,6 +96,7 @@ def test_flower_dp_strategy_is_flowers_wrapper():
     pytest.importorskip("flwr")
     from flwr.serverapp.strategy import (
         DifferentialPrivacyClientSideFixedClipping,
+        DifferentialPrivacyServerSideAdaptiveClipping,
         DifferentialPrivacyServerSideFixedClipping,
         FedAvg,
     )
@@ -86,6 +108,12 @@ def test_flower_dp_strategy_is_flowers_wrapper():
     assert isinstance(server, DifferentialPrivacyServerSideFixedClipping)
     assert isinstance(client, DifferentialPrivacyClientSideFixedClipping)
     assert server.clipping_norm == 0.3 and server.num_sampled_clients == 2
+    adaptive = flower._dp_strategy(
+        base, _task(dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0), 2
+    )
+    assert isinstance(adaptive, DifferentialPrivacyServerSideAdaptiveClipping)
+    assert adaptive.clipped_count_stddev == 1.0
+    assert adaptive.noise_multiplier == pytest.approx(flower.adaptive_noise(0.5, 2, 1.0)[1])
 
 
 def _loop(clip: float | None) -> fl.FedResult:
@@ -123,6 +151,10 @@ def test_flower_dp_wrappers_run_and_clip_in_simulation():
                 results[mode] = federation.run(
                     **RUN, dp=mode, dp_clip=CLIP, dp_noise_multiplier=0.0
                 )
+            adaptive = federation.run(
+                **RUN, dp="server-adaptive", dp_clip=CLIP, dp_noise_multiplier=0.5,
+                dp_count_std=1.0,
+            )  # fmt: skip
         assert federation._descendants() == []
     except RuntimeError as err:
         if "node timed out during startup" in str(err):  # Ray's fixed 30 s raylet wait
@@ -137,3 +169,8 @@ def test_flower_dp_wrappers_run_and_clip_in_simulation():
         unclipped = fl.shared_state(plain.model)["item_factors.weight"]
         assert (result["weights"]["item_factors.weight"] - unclipped).abs().max() > 1e-3
         assert result["privacy"]["mode"] == mode and result["privacy"]["epsilon"] == math.inf
+    # adaptive clipping with noise: runs, moves its clip norm, states its accounted epsilon
+    report = adaptive["privacy"]
+    z_eff = flower.adaptive_noise(0.5, 2, 1.0)[2]
+    assert report["epsilon"] == pytest.approx(fl.dp_epsilon(z_eff, 1.0, RUN["num_rounds"], 0.05))
+    assert report["final_clip_norm"] != CLIP and np.isfinite(adaptive["history"]["rmse"]).all()

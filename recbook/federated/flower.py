@@ -12,7 +12,10 @@ everything from their ``Context``, packaged in ``flower_app/`` and launched with
   ``DifferentialPrivacyServerSideFixedClipping`` (the server clips each update and adds the
   noise: a trusted server, central DP); ``"client-clipping"`` in
   ``DifferentialPrivacyClientSideFixedClipping`` with Flower's ``fixedclipping_mod`` on the
-  ClientApp (clients clip; the server still sees each clipped update and adds the noise).
+  ClientApp (clients clip; the server still sees each clipped update and adds the noise);
+  ``"server-adaptive"`` in ``DifferentialPrivacyServerSideAdaptiveClipping`` (Andrew et al.
+  2021: the clip norm follows a target quantile of the update norms, learnt from a noisy count
+  that is accounted in ε, see :func:`adaptive_noise`).
   Updates are averaged with equal weights (the noise std ``z C / m`` assumes it), every
   SuperNode takes part in every round, so ε comes from recbook's accountant without
   amplification by sampling (:func:`flower_privacy`). Flower draws the noise from numpy's
@@ -54,7 +57,7 @@ import torch
 from recbook.federated.state import State
 
 APP_DIR = Path(__file__).resolve().parents[2] / "flower_app"
-DP_MODES = ("off", "server-clipping", "client-clipping")
+DP_MODES = ("off", "server-clipping", "client-clipping", "server-adaptive")
 UNIT_WEIGHT = "unit-weight"  # FedAvg's weighting key under DP: every update counts the same
 RESULT_FILE = "flower_result.json"
 WEIGHTS_FILE = "flower_weights.npz"
@@ -106,7 +109,17 @@ def task_from_config(run_config) -> dict:
             float(c.get("dp-noise-multiplier", 1.0)), "dp-noise-multiplier", non_negative=True
         ),
         "dp_delta": checks.number(float(c.get("dp-delta", 0.0)), "dp-delta", non_negative=True),
+        # adaptive clipping (Andrew et al. 2021): dp-clip is the initial norm
+        "dp_target_quantile": checks.number(
+            float(c.get("dp-target-quantile", 0.5)), "dp-target-quantile", non_negative=True
+        ),
+        "dp_clip_lr": checks.number(float(c.get("dp-clip-lr", 0.2)), "dp-clip-lr", positive=True),
+        "dp_count_std": checks.number(
+            float(c.get("dp-count-std", 0.0)), "dp-count-std", non_negative=True
+        ),
     }
+    if dp["dp_target_quantile"] > 1:
+        raise ValueError(f"dp-target-quantile must be in [0, 1], got {dp['dp_target_quantile']}")
     return dp | {
         "dataset": str(c["dataset"]),
         "data_path": str(c.get("data-path", "")),
@@ -146,6 +159,30 @@ def model_fn(task: dict):
     return lambda: BiasedMF(n_users, n_items, task["dim"], global_mean=public_mean())
 
 
+def adaptive_noise(z: float, n_nodes: int, count_std: float = 0.0) -> tuple[float, float, float]:
+    """(std of the clipped-count noise, noise multiplier of the updates, effective noise
+    multiplier for the accountant) of Flower's adaptive-clipping wrappers told ``z``.
+
+    Flower splits ``z`` as Andrew et al. (2021, Thm. 1) do: updates get
+    ``z_u = (z^-2 - (2 s)^-2)^-1/2`` and the count of clipped updates N(0, s^2), ``s =
+    count_std`` or ``n_nodes / 20``. The ``2 s`` is for centred bits (b - 1/2, sensitivity
+    1/2); Flower counts plain bits, whose sum moves by 1 when a client joins or leaves, so the
+    two releases together are a Gaussian mechanism with ``z_eff = (z_u^-2 + s^-2)^-1/2``,
+    smaller than ``z``: recbook accounts ``z_eff``, not Flower's nominal ``z``.
+    """
+    if z == 0:
+        return count_std, 0.0, 0.0
+    s = count_std or n_nodes / 20
+    if z >= 2 * s:
+        raise ValueError(
+            f"adaptive clipping needs dp-noise-multiplier < 2 x dp-count-std = {2 * s:g} "
+            f"(Flower's split of the noise; dp-count-std 0 means {n_nodes}/20): raise "
+            "dp-count-std or lower the noise multiplier"
+        )
+    z_updates = (z**-2 - (2 * s) ** -2) ** -0.5
+    return s, z_updates, (z_updates**-2 + s**-2) ** -0.5
+
+
 def flower_privacy(task: dict, n_nodes: int) -> dict | None:
     """What the Flower run's DP guarantees, by recbook's accountant (None when ``dp`` is off).
 
@@ -160,8 +197,24 @@ def flower_privacy(task: dict, n_nodes: int) -> dict | None:
         return None
     delta = DPConfig(delta=task["dp_delta"] or None).delta_for(n_nodes)
     z, clip, rounds = task["dp_noise_multiplier"], task["dp_clip"], task["rounds"]
-    eps = dp_epsilon(z, 1.0, rounds, delta)
-    if task["dp"] == "server-clipping":
+    z_acc, clip_text, extra = z, f"clip norm {clip:g}", {}
+    if task["dp"] == "server-adaptive":
+        count_std, z_updates, z_acc = adaptive_noise(z, n_nodes, task["dp_count_std"])
+        clip_text = (
+            f"adaptive clip norm from {clip:g} (target quantile {task['dp_target_quantile']:g}, "
+            f"lr {task['dp_clip_lr']:g}, noisy clipped count std {count_std:g}); Flower's z "
+            f"{z:g} gives updates z {z_updates:.3g}, accounted as z_eff {z_acc:.3g} (plain "
+            "clipped-count bits: sensitivity 1)"
+        )
+        extra = {"count_std": count_std, "z_updates": z_updates, "z_effective": z_acc}
+    eps = dp_epsilon(z_acc, 1.0, rounds, delta)
+    if task["dp"] == "server-adaptive":
+        trust = (
+            "the server is trusted: it sees every update in the clear, clips it to a norm "
+            "it adapts from a noisy count of clipped updates, adds noise"
+        )
+        wrapper = "DifferentialPrivacyServerSideAdaptiveClipping"
+    elif task["dp"] == "server-clipping":
         trust = "the server is trusted: it sees every update in the clear, clips it, adds noise"
         wrapper = "DifferentialPrivacyServerSideFixedClipping"
     else:
@@ -176,11 +229,12 @@ def flower_privacy(task: dict, n_nodes: int) -> dict | None:
             f"({n_nodes} partitions) for the shared tensors the server publishes"
             + ("" if math.isfinite(eps) else " - no noise: NOT private, a clipping check"),
             f"  accountant: recbook RDP (dp-accounting), every node every round (q = 1, no "
-            f"amplification), {rounds} rounds, noise multiplier {z:g}, clip norm {clip:g}, "
+            f"amplification), {rounds} rounds, noise multiplier {z:g}, {clip_text}, "
             f"equal weights, noise std z*C/{n_nodes} on the average",
             f"  trust: {trust}",
             "  not covered: the user rows kept on each node, the evaluation metrics nodes "
-            "report, the choice of the clip norm",
+            "report, the choice of the "
+            + ("initial clip norm and the adaptation settings" if extra else "clip norm"),
             "  randomness: Flower's noise from numpy's global generator, re-seeded from the OS "
             "before every aggregation (not a cryptographic generator within a round)",
         ]
@@ -188,32 +242,45 @@ def flower_privacy(task: dict, n_nodes: int) -> dict | None:
     return {
         "mode": task["dp"], "epsilon": eps, "delta": delta, "noise_multiplier": z,
         "clip_norm": clip, "rounds": rounds, "sample_rate": 1.0, "nodes": n_nodes,
-        "statement": statement,
+        "statement": statement, **extra,
     }  # fmt: skip
 
 
 def _dp_strategy(strategy, task: dict, n_nodes: int):
-    """``strategy`` wrapped in Flower's fixed-clipping DP wrapper for ``task["dp"]``, its
-    noise drawn after re-seeding numpy's global generator (Flower's noise source) from the OS."""
+    """``strategy`` wrapped in Flower's DP wrapper for ``task["dp"]``, its noise drawn after
+    re-seeding numpy's global generator (Flower's noise source) from the OS."""
     from flwr.serverapp.strategy import (
         DifferentialPrivacyClientSideFixedClipping,
+        DifferentialPrivacyServerSideAdaptiveClipping,
         DifferentialPrivacyServerSideFixedClipping,
     )
 
     if task["dp"] == "off":
         return strategy
-    base = (
-        DifferentialPrivacyServerSideFixedClipping
-        if task["dp"] == "server-clipping"
-        else DifferentialPrivacyClientSideFixedClipping
-    )
+    base = {
+        "server-clipping": DifferentialPrivacyServerSideFixedClipping,
+        "client-clipping": DifferentialPrivacyClientSideFixedClipping,
+        "server-adaptive": DifferentialPrivacyServerSideAdaptiveClipping,
+    }[task["dp"]]
 
     class OsSeededNoise(base):
         def aggregate_train(self, server_round, replies):
             np.random.seed(None)  # fresh OS entropy: the round's noise is unpredictable
             return super().aggregate_train(server_round, replies)
 
-    return OsSeededNoise(strategy, task["dp_noise_multiplier"], task["dp_clip"], n_nodes)
+    z = task["dp_noise_multiplier"]
+    if task["dp"] == "server-adaptive":
+        count_std = adaptive_noise(z, n_nodes, task["dp_count_std"])[0]
+        return OsSeededNoise(
+            strategy,
+            z,
+            n_nodes,
+            initial_clipping_norm=task["dp_clip"],
+            target_clipped_quantile=task["dp_target_quantile"],
+            clip_norm_lr=task["dp_clip_lr"],
+            clipped_count_stddev=count_std if z > 0 else None,
+        )
+    return OsSeededNoise(strategy, z, task["dp_clip"], n_nodes)
 
 
 def _by_examples(records, _weighting_key: str):
@@ -347,6 +414,8 @@ def build_server_app():
                 int(r): math.sqrt(float(m["mse"]))
                 for r, m in sorted(result.evaluate_metrics_clientapp.items())
             }
+            if privacy and task["dp"] == "server-adaptive":
+                privacy["final_clip_norm"] = float(strategy.clipping_norm)
             summary = {
                 "rmse": rmse, "seconds": time.perf_counter() - start, "nodes": n_nodes,
                 "privacy": privacy,
