@@ -519,7 +519,8 @@ except fl.EmptyRoundError as err:
 # **Nothing chosen on the private data.** $S$ is the median update norm of a short
 # noise-free run on a *separate* synthetic shop (`PUBLIC_SEED`): public data of the same
 # shape, so the choice costs no privacy (adaptive clipping, Andrew et al. 2021, would learn
-# $S$ privately instead and pay for it in $\varepsilon$). $z$ for each target
+# $S$ privately instead and pay for it in $\varepsilon$: the Flower App below offers it with
+# Flower's own wrapper, accounted; this loop keeps the public-shop clip). $z$ for each target
 # $\varepsilon$ comes from `recbook.privacy.noise_multiplier_for`, and the reported
 # $\varepsilon$ from the RDP accountant of `dp-accounting` — the same accountant as DP-SGD in
 # notebook 05. The runs below are seeded (`DP_SEED`) so the numbers are reproducible: they are
@@ -780,8 +781,10 @@ print(
 #   `FedAvg` in `DifferentialPrivacyServerSideFixedClipping` (a trusted server clips and adds
 #   the noise, as our central mode), `dp="client-clipping"` in
 #   `DifferentialPrivacyClientSideFixedClipping` with Flower's `fixedclipping_mod` on the
-#   ClientApp; both average with equal weights and print their $(\varepsilon, \delta)$ from the
-#   same accountant as above (every node in every round: no amplification by sampling).
+#   ClientApp; `dp="server-adaptive"` uses `DifferentialPrivacyServerSideAdaptiveClipping`
+#   (Andrew et al. 2021), whose noisy count of clipped updates is accounted too. All average
+#   with equal weights and print their $(\varepsilon, \delta)$ from the same accountant as
+#   above (every node in every round: no amplification by sampling).
 #   Flower's SecAgg+ (`SecAggPlusWorkflow` + `secaggplus_mod`) runs only in Flower's legacy
 #   workflow in flwr 1.41, not with these Message-API strategies, so the untrusted-server
 #   version stays in the from-scratch loop.
