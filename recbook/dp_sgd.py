@@ -27,8 +27,9 @@ with the seed can recompute the noise and subtract it.
   ``nn.Embedding`` that each example looks up once (``BiasedMF``). An example's gradient is then
   its backprop vector placed in one row per table, so a cheap backward pass to the lookups gives
   every example's gradient norm exactly, and adding the clipped vectors into their rows gives
-  the clipped sum (what a second backward pass would compute, without it). Noise, accounting and the optimizer are Opacus's own classes. About half of
-  Opacus's work, which keeps DP-SGD under 2x the non-private run (``benchmarks/dp.py``).
+  the clipped sum (what a second backward pass would compute, without it). Noise, accounting
+  and the optimizer are Opacus's own classes. About half of Opacus's work, which keeps DP-SGD
+  under 2x the non-private run (``benchmarks/dp.py``), at the example and the user level.
 
 **Unit of privacy.** ``privacy_unit="example"`` protects one row of the dataset;
 ``privacy_unit="user"`` (embedding-row clipper) samples users (each user with probability q,
