@@ -248,6 +248,36 @@ def mean_pool(hidden, mask, normalize: bool = True):
     return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
 
+def centre_and_scale(vectors: Any, items: Any = None) -> tuple[np.ndarray, float]:
+    """Per-dimension mean and **one** overall scale of ``vectors[items]`` (all rows when None),
+    for ``TextTwoTower(standardize=...)``.
+
+    Why one scale, not a standard deviation per dimension: sentence vectors of similar titles
+    differ little, so centring and scaling makes a head train much faster -- but a per-dimension
+    std divides by ~0 where a dimension is (nearly) constant. all-MiniLM-L6-v2's pooled output
+    has three such dimensions (std 0, 0 and ~1.5e-9 over the shop's titles). Divided by its
+    own std, such a dimension becomes float-rounding noise blown up to unit variance, and once
+    the encoder is fine-tuned any change in it is multiplied by up to 1e9: the logits explode
+    and training collapses (warm AUC ~0.44 in the first draft of notebook 04). The scale
+    returned is the root-mean-square of the per-dimension stds: every dimension is multiplied
+    by the same factor, so nothing is amplified more than the typical one.
+    """
+    values = np.asarray(vectors, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(f"vectors must be a non-empty (n_items, dim) array, got {values.shape}")
+    if items is not None:
+        rows = np.asarray(items)
+        if rows.size == 0:
+            raise ValueError("items is empty: no rows to compute a mean and scale from")
+        values = values[rows]
+    if not np.isfinite(values).all():
+        raise ValueError("vectors contain NaN or inf")
+    scale = float(np.sqrt(np.mean(values.var(axis=0))))
+    if not scale > 0:
+        raise ValueError("every vector is the same: there is no spread to scale by")
+    return values.mean(axis=0).astype(np.float32), scale
+
+
 def load_encoder(
     name: str = DEFAULT_MODEL,
     *,

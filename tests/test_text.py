@@ -205,3 +205,37 @@ def test_one_checksum_error_for_data_and_models() -> None:
 
     assert text.ChecksumError is datasets.ChecksumError is checksums.ChecksumError
     assert text.sha256_file is checksums.sha256_file
+
+
+def test_centre_and_scale_uses_one_scale() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 4)) * np.array([1.0, 2.0, 0.5, 0.0])
+    vectors[:, 3] = 7.0  # a constant dimension
+    vectors[5, 3] += 1e-9  # ... up to float noise
+    mean, scale = text.centre_and_scale(vectors)
+    np.testing.assert_allclose(mean, vectors.mean(0), rtol=1e-6)
+    assert scale == pytest.approx(np.sqrt(vectors.var(0).mean()))
+    # a change of the near-constant dimension is scaled like any other, not by 1 / 1e-10
+    assert 1 / scale < 2.0
+    sub_mean, _ = text.centre_and_scale(vectors, items=[0, 1])
+    np.testing.assert_allclose(sub_mean, vectors[:2].mean(0), rtol=1e-6)
+
+
+def test_minilm_has_near_constant_dimensions(encoder: text.TextEncoder) -> None:
+    """The cause of the fine-tuning collapse: dividing these by their own std amplifies them."""
+    titles = [
+        f"{c} {p}" for c in ("red", "blue", "green", "black") for p in ("shirt", "mug", "lamp")
+    ]
+    emb = encoder.embed(titles)
+    per_dim = emb.std(0)
+    _, scale = text.centre_and_scale(emb)
+    assert per_dim.min() < 1e-6 < 1e-2 < scale
+
+
+@pytest.mark.parametrize(
+    "vectors, items",
+    [(np.zeros((0, 3)), None), (np.ones((4, 3)), None), (np.ones((4, 3)), []), ([[np.nan]], None)],
+)
+def test_centre_and_scale_refuses_bad_input(vectors, items) -> None:
+    with pytest.raises(ValueError):
+        text.centre_and_scale(vectors, items)
