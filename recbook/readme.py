@@ -180,7 +180,7 @@ def _gpu_cell(row: dict[str, Any] | None) -> str:
         return "not measured"
     if row.get("status") == "ok":
         return f"{float(row['wall_s']):.0f}"
-    reason = first_line(row.get("error"), width=80)
+    reason = row.get("note") or first_line(row.get("error"), width=80)
     return f"{row.get('status', 'failed')}: {reason}" if reason else str(row.get("status"))
 
 
@@ -219,7 +219,9 @@ def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None)
         f"on {_machine(summary.get('machine'))}."
     )
     if gpu:
-        commit = f" of commit {gpu['commit'][:7]}" if gpu.get("commit") else ""
+        commits = gpu.get("commits") or ({gpu["commit"]: "all"} if gpu.get("commit") else {})
+        where = ", ".join(f"{c[:7]} ({which})" for c, which in commits.items())
+        commit = f" of commit{'s' if len(commits) > 1 else ''} {where}" if commits else ""
         lines.append(
             f"GPU column: `python -m recbook run -p DEVICE=cuda`{commit}, finished "
             f"{gpu.get('finished', '?')}, on {_machine(gpu.get('machine'))}."

@@ -179,4 +179,4 @@ def test_gpu_column_says_why_a_notebook_has_no_gpu_time(tmp_path, monkeypatch):
         "skipped: needs TensorFlow"
         in rows["[03_matrix_factorization](notebooks/03_matrix_factorization.ipynb)"]
     )
-    assert "**19** (1 ran)" in text and "of commit 0123456" in text
+    assert "**19** (1 ran)" in text and "of commit 0123456 (all)" in text
