@@ -125,10 +125,12 @@ class TextTwoTower(nn.Module):
     ``titles`` maps item ids to title vectors (:class:`CachedTitleVectors` or
     :class:`EncodedTitleVectors`); ``g`` is Linear-ReLU-Dropout-Linear to ``dim`` + 1 outputs
     (``hidden=None``: Dropout-Linear), the last output being the item's bias.
-    ``standardize=(mean, std)`` (per title dimension, e.g. from the training items) is applied
-    to the title vectors first: sentence vectors of similar titles differ little, and scaling
-    each dimension makes the head train much faster. Swapping ``titles`` keeps the trained
-    head, which is how the notebook starts fine-tuning from the frozen model.
+    ``standardize=(mean, scale)`` is applied to the title vectors first: sentence vectors of
+    similar titles differ little, and centring and scaling makes the head train much faster.
+    Take it from :func:`recbook.text.centre_and_scale` (one overall scale): a per-dimension std
+    divides by ~0 on an encoder's constant dimensions and collapses fine-tuning. Swapping
+    ``titles`` keeps the trained head, which is how the notebook starts fine-tuning from the
+    frozen model.
     """
 
     def __init__(
