@@ -31,9 +31,9 @@
 # * dot product versus MLP on the same embeddings (Rendle et al., RecSys 2020), and how hard it
 #   is for an MLP to learn a dot product.
 #
-# **Run time.** About 2 min on 2 idle CPU cores: every comparison runs over three seeds and the
-# Rendle comparison tunes both models; the runner's measured figure is in the README.
-# TensorFlow uses a GPU by itself when one is visible.
+# **Run time.** About 1.5 min (the runner's measured wall time on 2 idle CPU cores is in the
+# README's notebook table): every comparison runs over three seeds and the Rendle comparison
+# tunes both models. TensorFlow uses a GPU by itself when one is visible.
 # Change `DATASET` to `"movielens-100k"` to run the same code on public data.
 
 # %%
