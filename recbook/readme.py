@@ -105,7 +105,14 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("user-level ε", "user_level_eps"),
         ("RMSE", "user_level_rmse"),
     ],
-    "06_federated_averaging": [("run without a trusted server executed", "fl_trust_model_secure")],
+    "06_federated_averaging": [
+        ("RMSE centralised", "rmse_centralised"),
+        ("FedAvg over regions", "rmse_fedavg_regions"),
+        ("local only", "rmse_local_only"),
+        ("DP-FedAvg at ε", "dp_epsilon_min"),
+        ("RMSE", "rmse_dp_min_epsilon"),
+        ("run without a trusted server executed", "fl_trust_model_secure"),
+    ],
     "07_sequences_and_realtime": [
         (
             "NDCG@10 gain of self-attention over the best non-sequential model",
@@ -145,7 +152,7 @@ def _fmt(value: Any) -> str:
         return str(value)
     if abs(value) >= 100:
         return f"{value:.0f}"
-    return f"{value:.4g}"
+    return f"{value:#.4g}"  # keep trailing zeros: 1.000, not 1
 
 
 def _machine(m: dict[str, Any] | None) -> str:
