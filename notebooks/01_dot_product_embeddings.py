@@ -809,13 +809,11 @@ assert soft_vs_pop.lo > 0, "softmax retrieval must beat popularity"
 # **In words** — each sentence below is printed from the verdict above it, not typed:
 
 # %%
-RELATION = {"confirmed": "beats", "not confirmed": "loses to",
-            "inconclusive": "cannot be told apart from"}  # fmt: skip
 ndcg_mean = ranking_table[("ndcg", "mean")]
 
 
 def in_words(key: str, a: str, b: str, what: str) -> str:
-    return f"{a} {RELATION[words[key]]} {b} ({what}; verdict: {words[key]})"
+    return evaluation.in_words(words[key], a, b, what)
 
 
 print("*", in_words("rating vs biases", "the dot-product rating model", "user + item biases",

@@ -755,14 +755,12 @@ print(f"notebook wall time: {time.perf_counter() - T_START:.0f} s")
 # **In words** — each sentence below is printed from a verdict above, not typed:
 
 # %%
-RELATION = {"confirmed": "beats", "not confirmed": "loses to",
-            "inconclusive": "cannot be told apart from"}  # fmt: skip
 ndcg_full = ranks[("ndcg (full)", "mean")]
 ndcg_sampled = ranks[("ndcg (1+99 sampled)", "mean")]
 
 
 def in_words(key, a: str, b: str, what: str) -> str:
-    return f"* {a} {RELATION[words[key]]} {b} ({what}; verdict: {words[key]})"
+    return "* " + evaluation.in_words(words[key], a, b, what)
 
 
 print(

@@ -207,6 +207,21 @@ def verdict(claim: str, difference: Interval, threshold: float = 0.0, spec: str 
     return word
 
 
+RELATIONS = {
+    "confirmed": "beats",
+    "not confirmed": "loses to",
+    "inconclusive": "cannot be told apart from",
+}
+
+
+def in_words(word: str, a: str, b: str, what: str) -> str:
+    """A verdict as a sentence, "A beats B (what; verdict: confirmed)", so that a notebook's
+    conclusions are printed from its verdicts, never typed."""
+    if word not in RELATIONS:
+        raise ValueError(f"unknown verdict {word!r}; verdict() returns one of {VERDICTS}")
+    return f"{a} {RELATIONS[word]} {b} ({what}; verdict: {word})"
+
+
 def verdict_value(
     claim: str,
     measured: Interval | float | Iterable[float],

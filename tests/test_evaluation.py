@@ -155,3 +155,11 @@ def test_compare_users_pairs_users_and_separates_truth_from_noise():
     )
     with pytest.raises(ValueError, match="at least one scorer"):
         evaluation.compare_users({}, train, test)
+
+
+def test_in_words_states_each_verdict_and_refuses_others():
+    assert evaluation.in_words("confirmed", "A", "B", "x") == "A beats B (x; verdict: confirmed)"
+    assert "loses to" in evaluation.in_words("not confirmed", "A", "B", "x")
+    assert "cannot be told apart from" in evaluation.in_words("inconclusive", "A", "B", "x")
+    with pytest.raises(ValueError, match="unknown verdict"):
+        evaluation.in_words("likely", "A", "B", "x")
