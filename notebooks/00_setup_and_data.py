@@ -41,9 +41,7 @@
 
 # %%
 import os
-import platform
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -103,18 +101,9 @@ stated = [  # (package, minimum version stated in an article's §5.1, where)
 needed_by = {"tensorflow": "01, 02", "keras": "01, 02"}  # packages only some notebooks import
 
 
-def installed_version(package: str) -> str | None:
-    if package == "python":
-        return platform.python_version()
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 rows = []
 for package, minimum, source in stated:
-    installed = installed_version(package)
+    installed = runtime.installed_version(package)  # None: absent
     if installed is None:
         ok = f"not installed: notebooks {needed_by.get(package, 'all')} cannot run"
     else:
@@ -125,7 +114,9 @@ requirements = pd.DataFrame(
 )
 too_old = requirements[requirements["ok"].map(lambda ok: ok is False)]
 assert too_old.empty, too_old
-missing_core = [p for p, *_ in stated if installed_version(p) is None and p not in needed_by]
+missing_core = [
+    p for p, *_ in stated if runtime.installed_version(p) is None and p not in needed_by
+]
 assert not missing_core, f"install recbook's dependencies first (`make setup`): {missing_core}"
 requirements
 

@@ -25,7 +25,7 @@
 # * what the article's Keras listing (Dense 128 → 64 → 1 sigmoid) does when run: it stops at
 #   once, and once fed it never sees an item, so it cannot rank;
 # * why "accuracy 0.85" means nothing without the base rate;
-# * a click MLP on user/item features and learned embeddings (004's
+# * a click MLP on user/item features, learned embeddings and the user's clicks (004's
 #   $\mathrm{Interest}(u,c)=\sigma(W^\top\mathrm{Embed}(u,c))$), with AUC, log-loss and
 #   calibration;
 # * dot product versus MLP on the same embeddings (Rendle et al., RecSys 2020), and how hard it
@@ -64,6 +64,7 @@ N_NEG = 4  # sampled negatives per click for training
 N_EVAL_NEG = 99  # the sampled protocol of NCF, shown beside the full-catalogue ranking
 L2 = 1e-5
 LEARNING_RATE = 0.01
+CLICK_LEARNING_RATE = 0.003  # the working click MLP: fresh negatives every epoch, smaller steps
 BATCH_SIZE = 4096
 # a per-user unit sees only its own user's rows, so it gets larger steps
 PER_USER_LEARNING_RATE = 0.03
@@ -445,15 +446,29 @@ assert (rating_table.loc["σ unit on (r − 1)/4, mapped back", "test RMSE"]
         < rating_table.loc["σ unit on raw 1–5 ratings", "test RMSE"])  # fmt: skip
 
 # %% [markdown]
-# ## A working version: a click MLP on features and embeddings
+# ## A working version: a click MLP on features, embeddings and the user's clicks
 #
-# `models_tf.mlp_click_model`: the concatenation of the user's features, the item's features
-# and learned user and item embeddings (size `DIM`) goes through `Dense` layers `HIDDEN` with
-# ReLU and a sigmoid output — 004's $\sigma(W^\top\mathrm{Embed}(u,c))$ with $W$ a small
-# network. Binary cross-entropy, early stopping on the validation log-loss.
+# `models_tf.mlp_click_model`: the concatenation of the user's features, the item's features,
+# learned user and item embeddings (size `DIM`) and the user's **click history** goes through
+# `Dense` layers `HIDDEN` with ReLU and a sigmoid output — 004's
+# $\sigma(W^\top\mathrm{Embed}(u,c))$ with $W$ a small network. Two choices make it rank:
+#
+# * **The user is also what they clicked** (`models_tf.ClickHistory`): the sum of the clicked
+#   items' embeddings over $\sqrt{n}$ (FISM, Kabbur et al. 2013; the watch-history average of
+#   YouTube's DNN, Covington et al. 2016), with the scored item left out so that a training
+#   click cannot explain itself. The clicks are a table, not weights: after training,
+#   `models_tf.set_click_history` hands the model every training click *including the
+#   validation click*, and the user's vector changes without retraining — what EASE, an
+#   item-item model, gets for free.
+# * **Fresh negatives every epoch** (`models_tf.make_click_dataset`), as NCF trains: a sample
+#   drawn once lets the model memorise which few items are "non-clicks" for a user.
+#
+# Binary cross-entropy, Adam at `CLICK_LEARNING_RATE`, early stopping on the validation
+# log-loss (fixed validation rows).
 
 # %%
 click_mlps: dict[int, keras.Model] = {}
+val_rows = M.make_dataset(ids(val), val["label"], batch_size=8192)
 
 
 def train_click_mlp(seed: int) -> keras.Model:
@@ -461,18 +476,22 @@ def train_click_mlp(seed: int) -> keras.Model:
     if seed not in click_mlps:
         runtime.seed_everything(seed)
         model = M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
-                                  item_features=item_x, l2=L2, seed=seed)  # fmt: skip
-        model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
+                                  item_features=item_x, history=train_pos, l2=L2, seed=seed)  # fmt: skip
+        model.compile(optimizer=keras.optimizers.Adam(CLICK_LEARNING_RATE),
+                      loss="binary_crossentropy")  # fmt: skip
+        fresh = M.make_click_dataset(train_pos, ds.n_items, n_neg=N_NEG, seen=train_pos_all,
+                                     batch_size=BATCH_SIZE, seed=seed)  # fmt: skip
         histories["mlp" if seed == SEED else ("mlp", seed)] = M.fit(
-            model, *pipelines(ids), epochs=EPOCHS, patience=PATIENCE, progress=False
+            model, fresh, val_rows, epochs=EPOCHS, patience=PATIENCE, progress=False
         )
+        M.set_click_history(model, train_pos_all)  # the validation click joins, no retraining
         click_mlps[seed] = model
     return click_mlps[seed]
 
 
 mlp = train_click_mlp(SEED)
 mlp_probs = M.score_pairs(mlp, test["user_id"], test["item_id"])
-click_rows["MLP on features + embeddings"] = click_report(test["label"], mlp_probs) | {
+click_rows["MLP on features + embeddings + clicks"] = click_report(test["label"], mlp_probs) | {
     "epochs": len(histories["mlp"])
 }
 item_clicks = np.bincount(train_pos_all["item_id"], minlength=ds.n_items)
@@ -587,7 +606,7 @@ def ranking_run(seed: int) -> dict:
     for name in RANK_MODELS:
         model = train_ranker(name, *chosen[name], seed)
         scores[name] = M.score_all(model, ds.n_users, ds.n_items)
-    scores["MLP on features + embeddings"] = M.score_all(
+    scores["MLP on features + embeddings + clicks"] = M.score_all(
         train_click_mlp(seed), ds.n_users, ds.n_items
     )
     out = {}
@@ -616,12 +635,12 @@ words["Rendle full"] = evaluation.verdict(
 words["Rendle sampled"] = evaluation.verdict(
     "the same claim on the sampled 1 + 99 protocol", dot_vs_mlp_sampled
 )
-for model_name in ("MLP on features + embeddings", "dot product p·q + biases"):
+for model_name in ("MLP on features + embeddings + clicks", "dot product p·q + biases"):
     for baseline in ("popularity", "EASE (item-item)"):
         words[model_name, baseline] = evaluation.verdict(
             f"{model_name} beats {baseline} (NDCG@{TOP_K}, full catalogue)",
             ranking_cmp.difference(model_name, baseline, "ndcg (full)"))  # fmt: skip
-mlp_vs_ease = ranking_cmp.difference("MLP on features + embeddings", "EASE (item-item)",
+mlp_vs_ease = ranking_cmp.difference("MLP on features + embeddings + clicks", "EASE (item-item)",
                                      "ndcg (full)")  # fmt: skip
 
 # %% [markdown]
@@ -699,12 +718,12 @@ ax.set(xlabel=f"NDCG@{TOP_K}, full catalogue (95 % interval, {SEEDS} seeds)",
 fig.tight_layout()
 
 # %%
-mlp_auc = click_table.loc["MLP on features + embeddings", "AUC"]
+mlp_auc = click_table.loc["MLP on features + embeddings + clicks", "AUC"]
 ranks = ranking_cmp.table(["hit_rate (full)", "ndcg (full)", "ndcg (1+99 sampled)"])
 recbook.record("base_rate", base_rate)
 recbook.record("auc_mlp", mlp_auc)
-recbook.record("logloss_mlp", click_table.loc["MLP on features + embeddings", "log-loss"])
-recbook.record("accuracy_mlp", click_table.loc["MLP on features + embeddings", "accuracy"])
+recbook.record("logloss_mlp", click_table.loc["MLP on features + embeddings + clicks", "log-loss"])
+recbook.record("accuracy_mlp", click_table.loc["MLP on features + embeddings + clicks", "accuracy"])
 recbook.record("auc_per_user_ce", per_user_cmp.interval(ce, "AUC").mean)
 recbook.record("auc_per_user_mse", per_user_cmp.interval(se, "AUC").mean)
 recbook.record(
@@ -720,7 +739,7 @@ for name, key in (("dot product p·q + biases", "dot"), ("MLP on [p, q] (NCF)", 
     recbook.record(f"ndcg10_sampled_{key}", ranks.loc[name, ("ndcg (1+99 sampled)", "mean")])
 recbook.record("ndcg10_dot_minus_mlp_lo", dot_vs_mlp.lo)
 recbook.record(
-    "ndcg10_click_mlp", ranks.loc["MLP on features + embeddings", ("ndcg (full)", "mean")]
+    "ndcg10_click_mlp", ranks.loc["MLP on features + embeddings + clicks", ("ndcg (full)", "mean")]
 )
 recbook.record("ndcg10_click_mlp_minus_ease_lo", mlp_vs_ease.lo)
 if ds.truth is not None:
@@ -782,7 +801,7 @@ print(
 print(
     in_words(
         "MLP AUC vs popularity",
-        "the click MLP on features + embeddings",
+        "the click MLP on features + embeddings + clicks",
         "popularity",
         f"test AUC {mlp_aucs.mean():.4f} vs {pop_auc:.4f}",
     )
@@ -790,11 +809,15 @@ print(
 for key, a, b in (
     ("Rendle full", "dot product p·q + biases", "MLP on [p, q] (NCF)"),
     (
-        ("MLP on features + embeddings", "EASE (item-item)"),
-        "MLP on features + embeddings",
+        ("MLP on features + embeddings + clicks", "EASE (item-item)"),
+        "MLP on features + embeddings + clicks",
         "EASE (item-item)",
     ),
-    (("MLP on features + embeddings", "popularity"), "MLP on features + embeddings", "popularity"),
+    (
+        ("MLP on features + embeddings + clicks", "popularity"),
+        "MLP on features + embeddings + clicks",
+        "popularity",
+    ),
     (
         ("dot product p·q + biases", "EASE (item-item)"),
         "dot product p·q + biases",
@@ -833,8 +856,9 @@ print(
 # * Report accuracy only next to the base rate; prefer AUC and log-loss for clicks, and check
 #   calibration.
 # * A click MLP needs items in its input: features and embeddings of both sides. The listing's
-#   own network, fed the item, already ranks; with embeddings it competes with EASE (the
-#   sentences above say whether it beats it here).
+#   own network, fed the item, already ranks; with embeddings, the user's clicks as an input
+#   and fresh negatives it competes with EASE (the sentences above say whether it beats it
+#   here). A history input also makes it react to a new click without retraining.
 # * 001's $r_{ij}$ called a rating cannot be a sigmoid's output: rescale the target or use a
 #   linear output, and compare with the rating baselines.
 # * Rendle et al. found the plain dot product a strong baseline: an MLP must *learn* the

@@ -32,7 +32,10 @@ __all__ = [
     "dot_product_model",
     "embedding_tables",
     "fit",
+    "make_click_dataset",
     "make_dataset",
+    "set_click_history",
+    "ClickHistory",
     "mlp_click_model",
     "per_user_sigmoid_model",
     "retrieval_model",
@@ -89,6 +92,72 @@ def start_notebook(device: str = "auto", seed: int = 0) -> str:
     return chosen
 
 
+class ClickHistory(layers.Layer):
+    """A user as the items they clicked: the sum of those items' embeddings over sqrt(count)
+    (FISM, Kabbur et al. 2013; the watch-history average of YouTube's DNN, Covington et al. 2016).
+
+    The item being scored is left out of its user's history, so a training click cannot explain
+    itself. The clicks are a non-trainable users x items table that :func:`set_click_history`
+    replaces without retraining: a new click changes the user's vector at once. Every user's
+    pooled vector is one matrix product per step, then gathered, so scoring a pair costs a
+    lookup rather than a pass over the history.
+    """
+
+    MAX_CELLS = 100_000_000  # the dense clicks table: 400 MB of float32
+
+    def __init__(self, n_users: int, n_items: int, dim: int, l2: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_users, self.n_items, self.dim, self.l2, self.seed = n_users, n_items, dim, l2, seed
+        if n_users * n_items > self.MAX_CELLS:
+            raise ValueError(
+                f"a click history of {n_users} users x {n_items} items is a dense table of "
+                f"{n_users * n_items:,} cells (more than {self.MAX_CELLS:,}); build the model "
+                "without history= for a catalogue this large"
+            )
+
+    def build(self, input_shape=None):
+        self.clicks = self.add_weight(
+            shape=(self.n_users, self.n_items), initializer="zeros", trainable=False, name="clicks"
+        )
+        self.item_embedding = self.add_weight(
+            shape=(self.n_items, self.dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.1, seed=self.seed),
+            regularizer=_regulariser(self.l2),
+            name="history_item_embedding",
+        )
+
+    def call(self, users, items):
+        sums = ops.matmul(self.clicks, self.item_embedding)  # every user's summed click vectors
+        counts = ops.sum(self.clicks, axis=1)
+        # own = 1 where the scored item is one of its user's clicks
+        own = tf.gather_nd(self.clicks, ops.stack([users, items], axis=1))
+        total = ops.take(sums, users, axis=0) - own[:, None] * ops.take(
+            self.item_embedding, items, axis=0
+        )
+        return total / ops.sqrt(ops.maximum(ops.take(counts, users) - own, 1.0))[:, None]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "dim": self.dim,
+            "l2": self.l2,
+            "seed": self.seed,
+        }
+
+
+def set_click_history(model: keras.Model, clicks: pd.DataFrame) -> None:
+    """Replace the clicks a ``mlp_click_model(history=...)`` reads for its users (no retraining)."""
+    layer = next((x for x in _all_layers(model) if isinstance(x, ClickHistory)), None)
+    if layer is None:
+        raise ValueError(f"model {model.name!r} has no click history; build it with history=")
+    users, items = checks.id_columns(clicks, layer.n_users, layer.n_items, USER, ITEM, "clicks")
+    table = np.zeros((layer.n_users, layer.n_items), dtype="float32")
+    table[users, items] = 1.0  # a repeated click counts once
+    layer.clicks.assign(table)
+
+
 def _regulariser(l2: float):
     l2 = checks.number(l2, "l2", non_negative=True)
     return keras.regularizers.L2(l2) if l2 > 0 else None
@@ -123,23 +192,76 @@ def make_dataset(
         raise ValueError("cannot make a dataset from zero rows")
     tensors = {k: tf.constant(v) for k, v in arrays.items()}
     target = None if labels is None else tf.constant(labels)
+    return _batches(lambda epoch_seed: (tensors, target), n, batch_size, shuffle, seed)
+
+
+def make_click_dataset(
+    clicks: pd.DataFrame,
+    n_items: int,
+    *,
+    n_neg: int = 4,
+    seen: pd.DataFrame | None = None,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Training batches of ``clicks`` labelled 1 and ``n_neg`` non-clicks per click labelled 0,
+    the non-clicks drawn afresh, uniformly, on every pass (as NCF trains).
+
+    A sample drawn once lets a model memorise which few items are "negatives" for a user; fresh
+    draws cover the catalogue. ``seen`` (default ``clicks``) lists the pairs never drawn as
+    non-clicks (:func:`recbook.splits.sample_negatives`, which also checks the input here).
+    """
+    from recbook import splits
+
+    batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+    checks.seed(seed)
+    checks.non_empty(checks.frame(clicks, (USER, ITEM), "clicks"), "clicks")
+    clicks = clicks[[USER, ITEM]]
+    first = splits.sample_negatives(clicks, n_items, n_neg=n_neg, seed=seed, seen=seen)
+    users, items = clicks[USER].to_numpy("int32"), clicks[ITEM].to_numpy("int32")
+    labels = np.r_[np.ones(len(clicks)), np.zeros(len(first))].astype("float32")
+    n = len(labels)
+
+    def draw(epoch_seed):
+        non_clicks = splits.sample_negatives(
+            clicks, n_items, n_neg=n_neg, seed=int(epoch_seed) % 2**31, seen=seen
+        )
+        return (
+            np.r_[users, non_clicks[USER].to_numpy("int32")],
+            np.r_[items, non_clicks[ITEM].to_numpy("int32")],
+        )
+
+    target = tf.constant(labels)
+
+    def epoch_rows(epoch_seed):
+        u, i = tf.numpy_function(draw, [epoch_seed], [tf.int32, tf.int32])
+        u.set_shape([n])
+        i.set_shape([n])
+        return {USER: u, ITEM: i}, target
+
+    return _batches(epoch_rows, n, batch_size, True, seed)
+
+
+def _batches(epoch_rows, n: int, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches of the rows ``epoch_rows(epoch_seed)`` gives each pass, gathered by index."""
     starts = tf.data.Dataset.range(0, n, batch_size)
 
-    def batches(epoch_seed):
+    def one_epoch(epoch_seed):
+        x, target = epoch_rows(epoch_seed)
         order = tf.range(n, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=[epoch_seed, seed])
-        return starts.map(lambda s: order[s : s + batch_size])
 
-    # Dataset.random re-draws its value on every pass, i.e. one new permutation per epoch.
+        def gather(start):
+            idx = order[start : start + batch_size]
+            features = {k: tf.gather(v, idx) for k, v in x.items()}
+            return features if target is None else (features, tf.gather(target, idx))
+
+        return starts.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    # Dataset.random re-draws its value on every pass: a new permutation (and new rows) per epoch
     epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    index = epoch_seeds.flat_map(batches)
-
-    def gather(idx):
-        x = {k: tf.gather(v, idx) for k, v in tensors.items()}
-        return x if target is None else (x, tf.gather(target, idx))
-
-    ds = index.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = epoch_seeds.flat_map(one_epoch)
     # flat_map hides the length; state it so Keras knows the steps per epoch
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -303,15 +425,18 @@ def mlp_click_model(
     *,
     user_features: np.ndarray | None = None,
     item_features: np.ndarray | None = None,
+    history: pd.DataFrame | None = None,
     l2: float = 0.0,
     dropout: float = 0.0,
     seed: int | None = None,
 ) -> keras.Model:
-    """P(click | u, i) = σ(MLP([user features, item features, p_u, q_i])).
+    """P(click | u, i) = σ(MLP([user features, item features, p_u, q_i, h_u])).
 
     Without feature tables this is the MLP of NCF (He et al. 2017) that Rendle et al. (2020)
     compare with the dot product. Feature tables (rows indexed by id) are frozen lookups, so the
-    model's inputs stay just ``user_id`` and ``item_id``.
+    model's inputs stay just ``user_id`` and ``item_id``. ``history`` (clicks: ``user_id``,
+    ``item_id``) adds h_u, the user's pooled clicked items (:class:`ClickHistory`); swap it later
+    with :func:`set_click_history`.
     """
     n_users, n_items = (
         checks.integer(n_users, "n_users", minimum=1),
@@ -339,6 +464,9 @@ def mlp_click_model(
             if len(table) != n:
                 raise ValueError(f"{name} has {len(table)} rows but there are {n} ids")
             parts.append(_lookup(table, name)(ids))
+    if history is not None:
+        pooled = ClickHistory(n_users, n_items, dim, l2=l2, seed=seed, name="click_history")
+        parts.append(pooled(user, item))
     h = layers.Concatenate(name="concat")(parts)
     for k, width in enumerate(hidden):
         h = layers.Dense(checks.integer(width, "hidden width", minimum=1), activation="relu",
@@ -348,7 +476,10 @@ def mlp_click_model(
             h = layers.Dropout(dropout, seed=seed, name=f"dropout_{k}")(h)
     out = layers.Dense(1, activation="sigmoid", name="click")(h)
     out = layers.Reshape((), name="probability")(out)
-    return keras.Model({USER: user, ITEM: item}, out, name="mlp_click")
+    model = keras.Model({USER: user, ITEM: item}, out, name="mlp_click")
+    if history is not None:
+        set_click_history(model, history)
+    return model
 
 
 def fit(

@@ -114,6 +114,17 @@ def device(preferred: str = "auto"):
     return torch.device(choice)
 
 
+def installed_version(package: str) -> str | None:
+    """The installed version of ``package`` (``"python"``: the interpreter's), None if absent,
+    read from the package metadata so that a slow package is not imported to ask."""
+    if package == "python":
+        return platform.python_version()
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment_report() -> pd.DataFrame:
     """Versions, devices and threads, so a reader can compare their run with the stored one."""
     import torch
@@ -128,10 +139,7 @@ def environment_report() -> pd.DataFrame:
         ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"),
     ]
     for name in ("numpy", "pandas", "tensorflow", "keras", "transformers", "opacus", "flwr"):
-        try:  # read the installed version without importing the (slow) package
-            rows.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            rows.append((name, "not installed"))
+        rows.append((name, installed_version(name) or "not installed"))
     return pd.DataFrame(rows, columns=["component", "version"]).set_index("component")
 
 

@@ -198,3 +198,62 @@ def test_start_notebook_seeds_and_records_the_device(monkeypatch, capsys):
     assert M.start_notebook("auto", seed=3) == "/CPU:0"
     assert runtime.recorded()["device"] == "cpu"
     assert "TensorFlow computes on /CPU:0" in capsys.readouterr().out
+
+
+# --- clicks with fresh negatives, and the user as their clicked items ---------------------------
+
+
+def _clicks(pairs):
+    return pd.DataFrame(pairs, columns=["user_id", "item_id"])
+
+
+def test_make_click_dataset_draws_fresh_unseen_negatives_every_epoch():
+    clicks = _clicks([(u, i) for u in range(4) for i in (u, u + 1)])  # 8 clicks on 10 items
+    ds = M.make_click_dataset(clicks, 10, n_neg=3, batch_size=64, seed=0)
+    epochs = []
+    for _ in range(2):
+        ((x, y),) = list(ds)  # one batch holds the 8 clicks and 24 non-clicks
+        rows = pd.DataFrame({"user_id": x["user_id"].numpy(), "item_id": x["item_id"].numpy(),
+                             "label": y.numpy()})  # fmt: skip
+        assert len(rows) == 32 and rows["label"].sum() == 8
+        negatives = rows[rows["label"] == 0]
+        seen = set(map(tuple, clicks.to_numpy()))
+        assert not any(pair in seen for pair in zip(negatives["user_id"], negatives["item_id"]))
+        positives = rows[rows["label"] == 1]
+        assert sorted(zip(positives["user_id"], positives["item_id"])) == sorted(seen)
+        epochs.append(sorted(zip(negatives["user_id"], negatives["item_id"])))
+    assert epochs[0] != epochs[1], "the non-clicks must be drawn again on the next pass"
+
+
+def test_make_click_dataset_refuses_bad_input():
+    with pytest.raises(KeyError, match="item_id"):
+        M.make_click_dataset(pd.DataFrame({"user_id": [0]}), 3)
+    with pytest.raises(ValueError, match="every item"):
+        M.make_click_dataset(_clicks([(0, 0), (0, 1)]), 2)
+
+
+def test_click_history_pools_the_other_clicked_items_and_can_be_swapped():
+    clicks = _clicks([(0, 0), (0, 1), (0, 2), (1, 3)])
+    model = M.mlp_click_model(2, 4, 2, hidden=(3,), history=clicks, seed=0)
+    layer = model.get_layer("click_history")
+    e = layer.item_embedding.numpy()
+    pooled = layer(tf.constant([0, 0, 1, 1]), tf.constant([0, 3, 3, 0])).numpy()
+    np.testing.assert_allclose(pooled[0], (e[1] + e[2]) / np.sqrt(2), rtol=1e-5)  # own item out
+    np.testing.assert_allclose(pooled[1], (e[0] + e[1] + e[2]) / np.sqrt(3), rtol=1e-5)
+    np.testing.assert_allclose(pooled[2], 0, atol=1e-7)  # the only click is the scored item
+    np.testing.assert_allclose(pooled[3], e[3], rtol=1e-5)
+    before = M.score_pairs(model, [1], [0])
+    M.set_click_history(model, _clicks([(0, 0), (1, 3), (1, 1)]))  # user 1 clicked item 1
+    np.testing.assert_allclose(
+        layer(tf.constant([1]), tf.constant([0])).numpy()[0], (e[3] + e[1]) / np.sqrt(2), rtol=1e-5
+    )
+    assert M.score_pairs(model, [1], [0]) != before
+    with pytest.raises(ValueError, match="no click history"):
+        M.set_click_history(M.mlp_click_model(2, 4, 2), clicks)
+    with pytest.raises(ValueError, match=r"clicks\[.item_id.\] must lie in"):
+        M.set_click_history(model, _clicks([(0, 4)]))
+
+
+def test_click_history_refuses_a_table_too_large_to_hold():
+    with pytest.raises(ValueError, match="dense table"):
+        M.ClickHistory(200_000, 1_000, 8)

@@ -66,3 +66,12 @@ def test_import_tensorflow_is_silent(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "tensorflow"
     assert "absl" not in done.stderr and "cuda" not in done.stderr.lower(), done.stderr
+
+
+def test_installed_version_reads_metadata_and_says_none_when_absent():
+    import platform
+    from importlib import metadata
+
+    assert runtime.installed_version("python") == platform.python_version()
+    assert runtime.installed_version("numpy") == metadata.version("numpy")
+    assert runtime.installed_version("no-such-package-recbook") is None
