@@ -192,7 +192,8 @@ def per_user_run(seed: int) -> dict:
         history = M.fit(model, *pipelines(with_item_features, PER_USER_BATCH_SIZE),
                         epochs=EPOCHS, patience=PATIENCE, progress=False)  # fmt: skip
         probs = model.predict(M.make_dataset(with_item_features(test), batch_size=8192), verbose=0)
-        out[name] = click_report(test["label"], probs) | {"epochs": len(history)}
+        best = int(history["val_loss"].idxmin())  # early stopping ran PATIENCE epochs past it
+        out[name] = click_report(test["label"], probs) | {"epochs": best}
         if seed == SEED:
             click_rows[name], histories[loss] = out[name], history
     return out
@@ -502,7 +503,7 @@ def train_click_mlp(seed: int) -> keras.Model:
 mlp = train_click_mlp(SEED)
 mlp_probs = M.score_pairs(mlp, test["user_id"], test["item_id"])
 click_rows["MLP on features + embeddings + clicks"] = click_report(test["label"], mlp_probs) | {
-    "epochs": len(histories["mlp"])
+    "epochs": int(histories["mlp"]["val_loss"].idxmin())  # = the refit's epochs
 }
 item_clicks = np.bincount(train_pos_all["item_id"], minlength=ds.n_items)
 pop_score = item_clicks[test["item_id"]] / item_clicks.max()
