@@ -63,8 +63,7 @@ HIDDEN = (64, 32)
 N_NEG = 4  # sampled negatives per click for training
 N_EVAL_NEG = 99  # the sampled protocol of NCF, shown beside the full-catalogue ranking
 L2 = 1e-5
-LEARNING_RATE = 0.01
-CLICK_LEARNING_RATE = 0.003  # the working click MLP: fresh negatives every epoch, smaller steps
+LEARNING_RATE = 0.003  # the working click MLP (fresh negatives every epoch)
 BATCH_SIZE = 4096
 # a per-user unit sees only its own user's rows, so it gets larger steps
 PER_USER_LEARNING_RATE = 0.03
@@ -463,12 +462,13 @@ assert (rating_table.loc["σ unit on (r − 1)/4, mapped back", "test RMSE"]
 # * **Fresh negatives every epoch** (`models_tf.make_click_dataset`), as NCF trains: a sample
 #   drawn once lets the model memorise which few items are "non-clicks" for a user.
 #
-# Binary cross-entropy, Adam at `CLICK_LEARNING_RATE`, early stopping on the validation
+# Binary cross-entropy, Adam at `LEARNING_RATE`, early stopping on the validation
 # log-loss (fixed validation rows). As in notebook 01, the model is then refitted from scratch
 # on *all* training clicks, validation click included (as EASE is), for the early-stopped number
 # of epochs.
 
 # %%
+CLICK_MLP = "MLP on features + embeddings + clicks"  # its row in every table below
 click_mlps: dict[int, keras.Model] = {}
 val_rows = M.make_dataset(ids(val), val["label"], batch_size=8192)
 
@@ -478,7 +478,7 @@ def click_mlp(clicks: pd.DataFrame, seed: int) -> keras.Model:
     runtime.seed_everything(seed)
     model = M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
                               item_features=item_x, history=clicks, l2=L2, seed=seed)  # fmt: skip
-    model.compile(optimizer=keras.optimizers.Adam(CLICK_LEARNING_RATE), loss="binary_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
     return model
 
 
@@ -502,7 +502,7 @@ def train_click_mlp(seed: int) -> keras.Model:
 
 mlp = train_click_mlp(SEED)
 mlp_probs = M.score_pairs(mlp, test["user_id"], test["item_id"])
-click_rows["MLP on features + embeddings + clicks"] = click_report(test["label"], mlp_probs) | {
+click_rows[CLICK_MLP] = click_report(test["label"], mlp_probs) | {
     "epochs": int(histories["mlp"]["val_loss"].idxmin())  # = the refit's epochs
 }
 item_clicks = np.bincount(train_pos_all["item_id"], minlength=ds.n_items)
@@ -617,9 +617,7 @@ def ranking_run(seed: int) -> dict:
     for name in RANK_MODELS:
         model = train_ranker(name, *chosen[name], seed)
         scores[name] = M.score_all(model, ds.n_users, ds.n_items)
-    scores["MLP on features + embeddings + clicks"] = M.score_all(
-        train_click_mlp(seed), ds.n_users, ds.n_items
-    )
+    scores[CLICK_MLP] = M.score_all(train_click_mlp(seed), ds.n_users, ds.n_items)
     out = {}
     for name, s in scores.items():
         row = evaluation.full_catalogue_metrics(s, train_pos_all, test_pos, k=TOP_K, seed=seed)
@@ -646,12 +644,12 @@ words["Rendle full"] = evaluation.verdict(
 words["Rendle sampled"] = evaluation.verdict(
     "the same claim on the sampled 1 + 99 protocol", dot_vs_mlp_sampled
 )
-for model_name in ("MLP on features + embeddings + clicks", "dot product p·q + biases"):
+for model_name in (CLICK_MLP, "dot product p·q + biases"):
     for baseline in ("popularity", "EASE (item-item)"):
         words[model_name, baseline] = evaluation.verdict(
             f"{model_name} beats {baseline} (NDCG@{TOP_K}, full catalogue)",
             ranking_cmp.difference(model_name, baseline, "ndcg (full)"))  # fmt: skip
-mlp_vs_ease = ranking_cmp.difference("MLP on features + embeddings + clicks", "EASE (item-item)",
+mlp_vs_ease = ranking_cmp.difference(CLICK_MLP, "EASE (item-item)",
                                      "ndcg (full)")  # fmt: skip
 
 # %% [markdown]
@@ -729,12 +727,12 @@ ax.set(xlabel=f"NDCG@{TOP_K}, full catalogue (95 % interval, {SEEDS} seeds)",
 fig.tight_layout()
 
 # %%
-mlp_auc = click_table.loc["MLP on features + embeddings + clicks", "AUC"]
+mlp_auc = click_table.loc[CLICK_MLP, "AUC"]
 ranks = ranking_cmp.table(["hit_rate (full)", "ndcg (full)", "ndcg (1+99 sampled)"])
 recbook.record("base_rate", base_rate)
 recbook.record("auc_mlp", mlp_auc)
-recbook.record("logloss_mlp", click_table.loc["MLP on features + embeddings + clicks", "log-loss"])
-recbook.record("accuracy_mlp", click_table.loc["MLP on features + embeddings + clicks", "accuracy"])
+recbook.record("logloss_mlp", click_table.loc[CLICK_MLP, "log-loss"])
+recbook.record("accuracy_mlp", click_table.loc[CLICK_MLP, "accuracy"])
 recbook.record("auc_per_user_ce", per_user_cmp.interval(ce, "AUC").mean)
 recbook.record("auc_per_user_mse", per_user_cmp.interval(se, "AUC").mean)
 recbook.record(
@@ -749,9 +747,7 @@ for name, key in (("dot product p·q + biases", "dot"), ("MLP on [p, q] (NCF)", 
     recbook.record(f"hr10_{key}", ranks.loc[name, ("hit_rate (full)", "mean")])
     recbook.record(f"ndcg10_sampled_{key}", ranks.loc[name, ("ndcg (1+99 sampled)", "mean")])
 recbook.record("ndcg10_dot_minus_mlp_lo", dot_vs_mlp.lo)
-recbook.record(
-    "ndcg10_click_mlp", ranks.loc["MLP on features + embeddings + clicks", ("ndcg (full)", "mean")]
-)
+recbook.record("ndcg10_click_mlp", ranks.loc[CLICK_MLP, ("ndcg (full)", "mean")])
 recbook.record("ndcg10_click_mlp_minus_ease_lo", mlp_vs_ease.lo)
 if ds.truth is not None:
     recbook.record("auc_oracle", click_table.loc["oracle (truth: exposure × click)", "AUC"])
@@ -812,7 +808,7 @@ print(
 print(
     in_words(
         "MLP AUC vs popularity",
-        "the click MLP on features + embeddings + clicks",
+        f"the click {CLICK_MLP}",
         "popularity",
         f"test AUC {mlp_aucs.mean():.4f} vs {pop_auc:.4f}",
     )
@@ -820,13 +816,13 @@ print(
 for key, a, b in (
     ("Rendle full", "dot product p·q + biases", "MLP on [p, q] (NCF)"),
     (
-        ("MLP on features + embeddings + clicks", "EASE (item-item)"),
-        "MLP on features + embeddings + clicks",
+        (CLICK_MLP, "EASE (item-item)"),
+        CLICK_MLP,
         "EASE (item-item)",
     ),
     (
-        ("MLP on features + embeddings + clicks", "popularity"),
-        "MLP on features + embeddings + clicks",
+        (CLICK_MLP, "popularity"),
+        CLICK_MLP,
         "popularity",
     ),
     (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from recbook import checks
+from recbook import checks, splits
 from recbook.columns import ITEM, USER
 from recbook.runtime import import_tensorflow, record, seed_everything
 
@@ -211,15 +211,14 @@ def make_click_dataset(
     draws cover the catalogue. ``seen`` (default ``clicks``) lists the pairs never drawn as
     non-clicks (:func:`recbook.splits.sample_negatives`, which also checks the input here).
     """
-    from recbook import splits
-
     batch_size = checks.integer(batch_size, "batch_size", minimum=1)
     checks.seed(seed)
     checks.non_empty(checks.frame(clicks, (USER, ITEM), "clicks"), "clicks")
     clicks = clicks[[USER, ITEM]]
-    first = splits.sample_negatives(clicks, n_items, n_neg=n_neg, seed=seed, seen=seen)
+    # one draw now, so bad input fails here with sample_negatives' message, not mid-epoch
+    n_non_clicks = len(splits.sample_negatives(clicks, n_items, n_neg=n_neg, seed=seed, seen=seen))
     users, items = clicks[USER].to_numpy("int32"), clicks[ITEM].to_numpy("int32")
-    labels = np.r_[np.ones(len(clicks)), np.zeros(len(first))].astype("float32")
+    labels = np.r_[np.ones(len(clicks)), np.zeros(n_non_clicks)].astype("float32")
     n = len(labels)
 
     def draw(epoch_seed):
