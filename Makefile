@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test lint format nb setup clean
+.PHONY: lab test check lint format nb setup clean
 
 setup: $(STAMP)
 
@@ -30,17 +30,22 @@ format: setup
 	$(VENV)/bin/ruff format recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
 	$(VENV)/bin/ruff check --fix recbook tests benchmarks flower_app data/make_fixtures.py notebooks/*.py
 
+# the full gate CI runs: unit tests, Flower runs, the wheel, and every notebook through nbval
 test: setup lint
 	$(PY) -m pytest
 
-# Sync a notebook's jupytext pair and execute it top to bottom in a fresh kernel.
+# the unit tier for the edit-test loop (a few minutes): no notebooks, no Flower servers, no wheel
+check: setup lint
+	$(PY) -m pytest -m "not notebooks and not flower and not slow"
+
+# Sync a notebook's jupytext pair, execute it top to bottom in a fresh kernel through the runner
+# (the one way outputs are made for a commit) and store it: make nb NB=notebooks/03_matrix_factorization.py
 nb: setup
 	@test -n "$(NB)" || (echo "usage: make nb NB=notebooks/NN_topic.py" && exit 2)
-	$(VENV)/bin/ruff format -q $(basename $(NB)).py
-	$(VENV)/bin/jupytext --sync $(basename $(NB)).py
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(basename $(NB)).ipynb
-	$(VENV)/bin/jupytext --sync $(basename $(NB)).ipynb
+	$(VENV)/bin/ruff format -q $(addsuffix .py,$(basename $(NB)))
+	$(VENV)/bin/jupytext -q --sync $(addsuffix .py,$(basename $(NB)))
+	$(PY) -m recbook run --store --out runs/nb $(addsuffix .ipynb,$(basename $(NB)))
+	$(VENV)/bin/jupytext -q --sync $(addsuffix .ipynb,$(basename $(NB)))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,20 +7,19 @@
 
 Trains notebook 05's BiasedMF on the same split, for the same epochs and expected batch size:
 without privacy (``TensorBatches``), with DP-SGD through Opacus's ``PrivacyEngine`` (ghost
-clipping), and with DP-SGD through ``recbook.dp_sgd``'s one-backward embedding clipping — the
-latter seeded (reproducible demo) and in secure mode (OS randomness re-seeded every step,
-floating-point-safe noise: what a private model uses), at the example and at the user level.
-Runs are interleaved; it prints the median training-loop seconds, the ratio to the non-private
-run, the ε each DP run spent and its test RMSE. ``--curve`` adds test RMSE vs ε (secure mode,
-example and user level). ``--out`` writes every row with the machine and its load
-(``recbook.results``). The private models' offset is a noisy mean paid from the budget
-(``dp_sgd.private_mean``, ε = 0.05 of each budget), never the exact training mean.
+clipping), and with DP-SGD through ``recbook.privacy.clipping``'s one-backward embedding clipping —
+the latter seeded (reproducible demo) and in secure mode (OS randomness re-seeded every step,
+floating-point-safe noise: what a private model uses), at the example and at the user level. Runs
+are interleaved; it prints the median training-loop seconds, the ratio to the non-private run, the ε
+each DP run spent and its test RMSE. ``--curve`` adds test RMSE vs ε (secure mode, example and user
+level). ``--out`` writes every row with the machine and its load (``recbook.book.results``). The
+private models' offset is a noisy mean paid from the budget (``privacy.private_mean``, ε = 0.05 of
+each budget), never the exact training mean.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -28,10 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import recbook.dp_sgd as dp_sgd  # noqa: E402
-from recbook import datasets, metrics, models_torch, privacy, runtime, splits, training  # noqa: E402
+from recbook import datasets, metrics, models_torch, privacy, runtime, splits, training
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     mean_eps, scale = 0.05, {"low": 1.0, "high": 5.0}
     offsets = {
         "exact": float(fit_rows["rating"].mean()),  # the non-private model only
-        "example": dp_sgd.private_mean(fit_rows["rating"], epsilon=mean_eps, seed=0, **scale),
-        "user": dp_sgd.private_mean(
+        "example": privacy.private_mean(fit_rows["rating"], epsilon=mean_eps, seed=0, **scale),
+        "user": privacy.private_mean(
             fit_rows["rating"], epsilon=mean_eps, groups=fit_rows["user_id"], seed=0, **scale
         ),
     }
     test_u = torch.tensor(test_rows["user_id"].to_numpy(), device=dev)
     test_i = torch.tensor(test_rows["item_id"].to_numpy(), device=dev)
-    trained: dict[str, tuple[nn.Module, dp_sgd.DPTraining | None]] = {}
+    trained: dict[str, tuple[nn.Module, privacy.DPTraining | None]] = {}
 
     def new_model(offset: str = "exact") -> tuple[nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(0)
@@ -101,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         def run() -> training.History:
             model, opt = new_model(unit)
-            setup = dp_sgd.make_private(
+            setup = privacy.make_private(
                 model,
                 opt,
-                dp_sgd.tensor_loader(*fit_t, batch_size=args.batch_size, seed=0),
+                privacy.tensor_loader(*fit_t, batch_size=args.batch_size, seed=0),
                 nn.MSELoss(),
                 target_epsilon=(args.epsilon if epsilon is None else epsilon) - mean_eps,
                 delta=delta if unit == "example" else delta_user,
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             pred = model(test_u, test_i).clamp(1, 5).cpu().numpy()
         return metrics.rmse(test_rows["rating"].to_numpy(), pred)
 
-    def total_epsilon(setup: dp_sgd.DPTraining | None) -> float:
+    def total_epsilon(setup: privacy.DPTraining | None) -> float:
         return setup.epsilon() + mean_eps if setup else np.inf
 
     table = training.compare_timings(runs, reference="non-private", repeats=args.repeats)
@@ -189,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in curve_rows
         ]  # fmt: skip
     if args.out:
-        from recbook import results
+        from recbook.book import results
 
         notes = (
             f"BiasedMF dim {args.dim}, batch {args.batch_size}, {args.epochs} epochs, device "

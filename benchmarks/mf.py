@@ -9,7 +9,7 @@ Trains on ``u1.base``, evaluates on ``u1.test`` (via ``recbook.datasets.load_mov
 ``RMSE 0.XXXX fit X.XX s`` plus the global-mean and user + item bias baselines, and -- when
 the ``[peers]`` extra is installed -- Surprise's SVD and SVD++ at the library's defaults on the
 same split (a missing peer prints "not installed"). ``--all-folds`` runs u1..u5 and prints each
-model's mean ± sd; ``--out FILE`` writes the rows as JSON (:mod:`recbook.results`).
+model's mean ± sd; ``--out FILE`` writes the rows as JSON (:mod:`recbook.book.results`).
 Goal on the real u1 split: RMSE <= 0.895 with fit <= 5 s on 2 CPU cores.
 
 ``--self-test`` generates a MovieLens-shaped synthetic set (943 users, 1682 items, 100,000 1-5
@@ -33,9 +33,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from recbook import mf  # noqa: E402
+from recbook import mf
 
 # a few of MovieLens-100K's occupations, for the synthetic u.user
 OCCUPATIONS = ("administrator", "artist", "educator", "engineer", "other", "programmer", "student")
@@ -307,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.all_folds:
         print_folds(rows)
     if args.out:
-        from recbook import results
+        from recbook.book import results
 
         notes = f"generator noise floor RMSE {floor:.4f}" if args.self_test else ""
         print(f"wrote {results.write(args.out, 'mf', rows, notes=notes, argv=sys.argv)}")

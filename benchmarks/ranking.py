@@ -15,7 +15,7 @@ MAP@10 are averaged over users with a test item. Each figure is a mean over ``--
 with its 95 % Student-t interval (``recbook.evaluation.compare``); ``fit_s`` is the wall time of
 fitting (scoring the catalogue not included), ``cpu_s`` the process CPU time of the same.
 
-recbook's models: popularity, EASE (``l2=200``), iALS and BPR (``recbook.implicit_mf``),
+recbook's models: popularity, EASE (``l2=200``), iALS and BPR (``benchmarks.implicit_mf``),
 Bayesian MF ranked by its predicted rating (notebook 03's rating model: it learns how much a
 user likes what she watched, not what she watches -- the top-k lesson), the softmax two-tower
 of notebook 01 (Keras; ``--no-two-tower`` skips it; in ``--self-test`` only with
@@ -48,13 +48,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, HERE)
+from recbook import baselines, evaluation, mf, splits
+from recbook.book import results
+from recbook.columns import ITEM, RATING, USER
 
-from recbook import baselines, evaluation, implicit_mf, results, splits  # noqa: E402
-from recbook import mf as rating_mf  # noqa: E402
-from recbook.columns import ITEM, RATING, USER  # noqa: E402
+if __package__:  # python -m benchmarks.ranking, or imported by the tests
+    from benchmarks import implicit_mf
+    from benchmarks.mf import write_movielens_100k
+else:  # python benchmarks/ranking.py: this folder comes first on sys.path
+    import implicit_mf
+    from mf import write_movielens_100k
 
 K = 10
 METRICS = ("ndcg", "precision", "recall", "map")
@@ -128,7 +131,7 @@ def _bpr(train, n_users, n_items, seed):
 
 
 def _bayes_mf(train, n_users, n_items, seed):
-    model = rating_mf.fit(train, n_users, n_items, seed=seed, progress=False)
+    model = mf.fit(train, n_users, n_items, seed=seed, progress=False)
     return model.score_matrix
 
 
@@ -398,13 +401,11 @@ def synthetic_interactions(
 
 
 def _load_synthetic(seed: int):
-    import mf as mf_benchmark  # benchmarks/mf.py: the official ml-100k file layout
-
     from recbook.datasets import UnverifiedDataWarning, load_movielens
 
     df = synthetic_interactions(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = mf_benchmark.write_movielens_100k(df, os.path.join(tmp, "ml-100k"), seed=seed)
+        folder = write_movielens_100k(df, os.path.join(tmp, "ml-100k"), seed=seed)
         with warnings.catch_warnings():  # the synthetic copy is unverified, by design
             warnings.simplefilter("ignore", UnverifiedDataWarning)
             return load_movielens("100k", path=folder)

@@ -11,7 +11,7 @@ One request = one query vector, batch 1, one search thread (``--threads``, a ser
 per core); latency is wall time per request, p50 and p99 over ``--requests`` requests, and
 recall@10 is measured against exact search on the same queries. Results go to
 ``benchmarks/results/serving.json`` (rows ``{catalogue_size, index, p50_ms, p99_ms,
-recall_at_10, ...}``) with the machine it ran on (``recbook.results.write``).
+recall_at_10, ...}``) with the machine it ran on (``recbook.book.results.write``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def measure(index, queries: np.ndarray, exact_ids: np.ndarray) -> dict:
 
 def _write(rows: list[dict], args: argparse.Namespace, faiss_version: str) -> None:
     """Write what is measured so far (a long run that is stopped keeps its finished sizes)."""
-    from recbook import results
+    from recbook.book import results
 
-    for r in rows:  # the keys every results file carries (recbook.results.ROW_KEYS)
+    for r in rows:  # the keys every results file carries (recbook.book.results.ROW_KEYS)
         r.update(model=r["index"], dataset=f"shop item factors grown, {args.dim}-d", split="-",
                  fit_s=r["build_s"], peer=False)  # fmt: skip
     notes = (

@@ -1,4 +1,5 @@
-"""Benchmark: how long the shop takes to generate at the issue's size (goal <= 10 s on 2 cores).
+"""Benchmark: how long the shop takes to generate at workshop scale and beyond
+(goal <= 10 s on 2 cores for 100k users x 10k items x 2M events).
 
 python benchmarks/shop.py                 # 100k users x 10k items x 2M events
 python benchmarks/shop.py --users 3000 --items 1000 --events 200000   # the notebooks' size

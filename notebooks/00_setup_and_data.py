@@ -53,8 +53,6 @@ from sklearn.metrics import ndcg_score, roc_auc_score
 import recbook
 from recbook import baselines, datasets, evaluation, metrics, mf, plots, runtime, splits
 
-plots.setup()
-
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k", "movielens-1m", "online-retail" (downloaded once)
 DATA_PATH = None  # a local copy of the public data (zip, folder or workbook) if the download fails
@@ -67,16 +65,14 @@ K = 10  # cut-off of the ranking metrics in "Measured"
 # ## 1. The machine
 #
 # `runtime.environment_report()` lists what a stored run should be compared against: versions,
-# cores, threads and devices. `runtime.device(DEVICE)` is the single place where a notebook picks
-# its torch device; asking for a device that is absent (`DEVICE="cuda"` on a laptop) is an error,
-# not a silent fall-back to the CPU. The runner (`python -m recbook run`) reads the device back
-# from `recbook.record("device", ...)`.
+# cores, threads and devices. `runtime.start(DEVICE, SEED)` is every notebook's first step: it
+# seeds Python, numpy and the frameworks, sets small plots, and picks the device by one rule for
+# PyTorch and TensorFlow (`$RECBOOK_DEVICE`, then `DEVICE`, then cuda > mps > cpu); asking for a
+# device that is absent (`DEVICE="cuda"` on a laptop) is an error, not a silent fall-back to the
+# CPU. It records the device, so the runner (`python -m recbook run`) can show where a run went.
 
 # %%
-runtime.seed_everything(SEED)
-dev = runtime.device(DEVICE)
-recbook.record("device", str(dev))
-print("torch device:", dev)
+dev = runtime.start(DEVICE, SEED)
 runtime.environment_report()
 
 # %% [markdown]
@@ -231,7 +227,7 @@ print("package == hand arithmetic == scikit-learn")
 if DATASET == "shop":
     ds = datasets.load("shop", seed=SEED, scale=SHOP_SCALE)
 else:
-    ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
+    ds = datasets.load(DATASET, path=DATA_PATH)
 is_shop = ds.truth is not None
 print(ds)
 ds.events.head()
@@ -557,13 +553,7 @@ print(f"constant scorer, recbook.metrics:  HR@{K} = "
 train, test = split_results["temporal (80% cut)"]
 fit_part, val_part = splits.temporal_split(train, quantile=0.85)
 
-
-def ease_validation_ndcg(l2: float) -> float:
-    scores = baselines.ease_scores(fit_part, ds.n_users, ds.n_items, l2=l2)
-    return evaluation.full_catalogue_metrics(scores, fit_part, val_part, k=K)["ndcg"]
-
-
-EASE_L2, ease_curve = evaluation.tune(ease_validation_ndcg, [20.0, 100.0, 500.0, 2500.0])
+EASE_L2, ease_curve = baselines.tuned_ease(fit_part, val_part, ds.n_users, ds.n_items, k=K)
 print(f"EASE penalty chosen on validation: l2 = {EASE_L2:g}")
 fixed_scores = {
     "popularity (train counts)": baselines.popularity_scores(train, ds.n_users, ds.n_items),

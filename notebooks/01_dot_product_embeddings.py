@@ -35,7 +35,7 @@
 
 # %%
 import recbook  # noqa: I001  (first: it quiets TensorFlow's start-up logs)
-from recbook import models_tf as M  # imports TensorFlow without its C++ start-up lines
+from recbook import models_tf  # imports TensorFlow without its C++ start-up lines
 
 import time
 import warnings
@@ -64,7 +64,7 @@ TOP_K = 10
 SEEDS = 3  # seeds of the comparisons: a new split (ratings), initialisation and tie-break each
 
 # %%
-TF_DEVICE = M.start_notebook(DEVICE, SEED)  # seed, device, versions, record("device")
+TF_DEVICE = runtime.start(DEVICE, SEED, framework="tensorflow")
 T_START = time.perf_counter()
 
 # %% [markdown]
@@ -275,7 +275,7 @@ except ValueError as err:
 # needed to continue: pass the number of users and items of the data instead.
 
 # %%
-ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
+ds = datasets.load(DATASET, path=DATA_PATH)
 print(ds)
 
 
@@ -438,15 +438,15 @@ def id_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def train_rating_model(train: pd.DataFrame, val: pd.DataFrame, seed: int):
     """The dot-product rating model, early-stopped on validation MSE."""
     runtime.seed_everything(seed)
-    model = M.dot_product_model(ds.n_users, ds.n_items, DIM, l2=L2, seed=seed,
+    model = models_tf.dot_product_model(ds.n_users, ds.n_items, DIM, l2=L2, seed=seed,
                                 global_mean=float(train["rating"].mean()))  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="mse", metrics=["mse"])
-    history = M.fit(
+    history = models_tf.fit(
         model,
-        M.make_dataset(
+        models_tf.make_dataset(
             id_inputs(train), train["rating"], batch_size=BATCH_SIZE, shuffle=True, seed=seed
         ),  # fmt: skip
-        M.make_dataset(id_inputs(val), val["rating"], batch_size=4096),
+        models_tf.make_dataset(id_inputs(val), val["rating"], batch_size=4096),
         epochs=EPOCHS,
         patience=PATIENCE,
         monitor="val_mse",
@@ -469,7 +469,7 @@ def rating_run(seed: int) -> dict:
     predictions = {
         "training mean": np.full(len(test), train_all["rating"].mean()),
         "user + item biases": biases.predict(users, items),
-        "(a) dot-product rating model": M.score_pairs(model, users, items),
+        "(a) dot-product rating model": models_tf.score_pairs(model, users, items),
     }
     if ds.truth is not None:
         predictions["oracle (truth)"] = ds.truth.expected_rating(users, items)
@@ -512,13 +512,7 @@ pairs = (ds.positives().sort_values("timestamp", kind="stable")
 c_train_all, c_test = splits.leave_last_out(pairs)
 c_train, c_val = splits.leave_last_out(c_train_all)
 print(f"clicked pairs: {len(c_train)} train, {len(c_val)} validation, {len(c_test)} test users")
-EASE_L2, _ = evaluation.tune(
-    lambda l2: evaluation.full_catalogue_metrics(
-        baselines.ease_scores(c_train, ds.n_users, ds.n_items, l2=l2), c_train, c_val, k=TOP_K
-    )["ndcg"],
-    [20.0, 100.0, 500.0, 2500.0],
-    desc="EASE penalty",
-)
+EASE_L2, _ = baselines.tuned_ease(c_train, c_val, ds.n_users, ds.n_items, k=TOP_K)
 print(f"EASE penalty chosen on validation: {EASE_L2:g}")
 
 
@@ -527,15 +521,15 @@ def train_retrieval(train: pd.DataFrame, val: pd.DataFrame | None, l2: float, se
     """The full-softmax retrieval model: early-stopped on validation cross-entropy when ``val``
     is given, else trained for exactly ``epochs`` (the refit on all training clicks)."""
     runtime.seed_everything(seed)
-    model = M.retrieval_model(ds.n_users, ds.n_items, DIM, l2=l2, seed=seed)
+    model = models_tf.retrieval_model(ds.n_users, ds.n_items, DIM, l2=l2, seed=seed)
     model.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent")],
     )
-    history = M.fit(
+    history = models_tf.fit(
         model,
-        M.make_dataset(
+        models_tf.make_dataset(
             {"user_id": train["user_id"].to_numpy()},
             train["item_id"],
             batch_size=BATCH_SIZE,
@@ -544,7 +538,7 @@ def train_retrieval(train: pd.DataFrame, val: pd.DataFrame | None, l2: float, se
         ),  # fmt: skip
         None
         if val is None
-        else M.make_dataset(
+        else models_tf.make_dataset(
             {"user_id": val["user_id"].to_numpy()}, val["item_id"], batch_size=4096
         ),
         epochs=epochs,
@@ -561,7 +555,7 @@ tuning_runs: dict[float, tuple] = {}
 def retrieval_validation_ndcg(l2: float) -> float:
     """Train on the training clicks, stop on validation, score the validation items."""
     model, history = tuning_runs[l2] = train_retrieval(c_train, c_val, l2, SEED)
-    scores = M.score_all(model, ds.n_users, ds.n_items)
+    scores = models_tf.score_all(model, ds.n_users, ds.n_items)
     return evaluation.full_catalogue_metrics(scores, c_train, c_val, k=TOP_K)["ndcg"]
 
 
@@ -592,10 +586,10 @@ def retrieval_run(seed: int) -> dict:
     )
     rows = {
         **fixed_rankers,
-        "(a) rating model, ranked by r̂": M.score_all(
+        "(a) rating model, ranked by r̂": models_tf.score_all(
             rating_models[seed][0], ds.n_users, ds.n_items
         ),  # fmt: skip
-        "(b) softmax retrieval": M.score_all(model, ds.n_users, ds.n_items),
+        "(b) softmax retrieval": models_tf.score_all(model, ds.n_users, ds.n_items),
     }
     out = {
         name: evaluation.full_catalogue_metrics(s, c_train_all, c_test, k=TOP_K, seed=seed)
@@ -629,7 +623,7 @@ for n_items in (ds.n_items, 100_000, 10_000_000):
 # %%
 candidates = {
     "popularity": fixed_rankers["popularity"],
-    "(b) softmax retrieval": M.score_all(retrieval, ds.n_users, ds.n_items),
+    "(b) softmax retrieval": models_tf.score_all(retrieval, ds.n_users, ds.n_items),
 }
 unseen_scores = {name: metrics.exclude_seen(s, c_train_all) for name, s in candidates.items()}
 
@@ -668,7 +662,7 @@ else:
         return pd.DataFrame(alpha.T).groupby(cat_of).sum().T
 
     attention = {
-        seed: attention_by_category(tf.nn.softmax(M.score_all(model, ds.n_users, ds.n_items)).numpy())
+        seed: attention_by_category(tf.nn.softmax(models_tf.score_all(model, ds.n_users, ds.n_items)).numpy())
         for seed, (model, _) in retrieval_models.items()
     }  # fmt: skip
     truth_attention = (
@@ -735,7 +729,7 @@ fig.tight_layout()
 # of one category end up near each other although the model never saw a category label.
 
 # %%
-_, item_vectors = M.embedding_tables(retrieval)
+_, item_vectors = models_tf.embedding_tables(retrieval)
 centred = item_vectors - item_vectors.mean(axis=0)
 _, sv, components = np.linalg.svd(centred, full_matrices=False)
 xy = centred @ components[:2].T

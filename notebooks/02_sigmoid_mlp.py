@@ -38,7 +38,7 @@
 
 # %%
 import recbook  # noqa: I001  (first: it quiets TensorFlow's start-up logs)
-from recbook import models_tf as M  # imports TensorFlow without its C++ start-up lines
+from recbook import models_tf  # imports TensorFlow without its C++ start-up lines
 
 import math
 import time
@@ -77,7 +77,7 @@ TUNING_GRID = ((0.005, 1e-4), (0.01, 1e-6))
 RANK_BATCH_SIZE = 4096
 
 # %%
-TF_DEVICE = M.start_notebook(DEVICE, SEED)  # seed, device, versions, record("device")
+TF_DEVICE = runtime.start(DEVICE, SEED, framework="tensorflow")
 T_START = time.perf_counter()
 
 # %% [markdown]
@@ -116,11 +116,13 @@ T_START = time.perf_counter()
 # (`models_tf.tabular_features`: one-hot categories, standardised numbers).
 
 # %%
-ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
+ds = datasets.load(DATASET, path=DATA_PATH)
 print(ds)
-user_x, user_cols, user_skipped = M.tabular_features(ds.users, "user_id")
+user_x, user_cols, user_skipped = models_tf.tabular_features(ds.users, "user_id")
 # "popularity" is the generator's exposure weight: not a column a real catalogue has
-item_x, item_cols, item_skipped = M.tabular_features(ds.items, "item_id", exclude=("popularity",))
+item_x, item_cols, item_skipped = models_tf.tabular_features(
+    ds.items, "item_id", exclude=("popularity",)
+)
 print(f"user features: {user_x.shape[1]} columns; not used: {user_skipped}")
 print(f"item features: {item_x.shape[1]} columns; not used: {item_skipped}")
 
@@ -150,10 +152,10 @@ def with_item_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def pipelines(inputs, batch_size: int = BATCH_SIZE) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled training and fixed validation tf.data pipelines for one input layout."""
     return (
-        M.make_dataset(
+        models_tf.make_dataset(
             inputs(train), train["label"], batch_size=batch_size, shuffle=True, seed=SEED
         ),
-        M.make_dataset(inputs(val), val["label"], batch_size=8192),
+        models_tf.make_dataset(inputs(val), val["label"], batch_size=8192),
     )
 
 
@@ -186,11 +188,13 @@ def per_user_run(seed: int) -> dict:
     out = {}
     for loss, name in PER_USER_NAMES.items():
         runtime.seed_everything(seed)
-        model = M.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=seed)
+        model = models_tf.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=seed)
         model.compile(optimizer=keras.optimizers.Adam(PER_USER_LEARNING_RATE), loss=loss)
-        history = M.fit(model, *pipelines(with_item_features, PER_USER_BATCH_SIZE),
+        history = models_tf.fit(model, *pipelines(with_item_features, PER_USER_BATCH_SIZE),
                         epochs=EPOCHS, patience=PATIENCE, progress=False)  # fmt: skip
-        probs = model.predict(M.make_dataset(with_item_features(test), batch_size=8192), verbose=0)
+        probs = model.predict(
+            models_tf.make_dataset(with_item_features(test), batch_size=8192), verbose=0
+        )
         best = int(history["val_loss"].idxmin())  # early stopping ran PATIENCE epochs past it
         out[name] = click_report(test["label"], probs) | {"epochs": best}
         if seed == SEED:
@@ -414,14 +418,16 @@ def sigmoid_rating_model(scale: bool) -> np.ndarray:
     """001's per-user σ unit on item features, fitted to raw or rescaled ratings."""
     target = (lambda r: (r - 1) / 4) if scale else (lambda r: r)
     runtime.seed_everything(SEED)
-    model = M.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=SEED)
+    model = models_tf.per_user_sigmoid_model(ds.n_users, item_x.shape[1], l2=L2, seed=SEED)
     model.compile(optimizer=keras.optimizers.Adam(PER_USER_LEARNING_RATE), loss="mse")
-    M.fit(model,
-          M.make_dataset(with_item_features(r_train), target(r_train["rating"]),
+    models_tf.fit(model,
+          models_tf.make_dataset(with_item_features(r_train), target(r_train["rating"]),
                          batch_size=PER_USER_BATCH_SIZE, shuffle=True, seed=SEED),
-          M.make_dataset(with_item_features(r_val), target(r_val["rating"]), batch_size=8192),
+          models_tf.make_dataset(with_item_features(r_val), target(r_val["rating"]), batch_size=8192),
           epochs=EPOCHS, patience=PATIENCE, progress=False)  # fmt: skip
-    out = model.predict(M.make_dataset(with_item_features(r_test), batch_size=8192), verbose=0)
+    out = model.predict(
+        models_tf.make_dataset(with_item_features(r_test), batch_size=8192), verbose=0
+    )
     return 1 + 4 * out.ravel() if scale else out.ravel()
 
 
@@ -470,38 +476,38 @@ assert (rating_table.loc["σ unit on (r − 1)/4, mapped back", "test RMSE"]
 # %%
 CLICK_MLP = "MLP on features + embeddings + clicks"  # its row in every table below
 click_mlps: dict[int, keras.Model] = {}
-val_rows = M.make_dataset(ids(val), val["label"], batch_size=8192)
+val_rows = models_tf.make_dataset(ids(val), val["label"], batch_size=8192)
 
 
 def click_mlp(clicks: pd.DataFrame, seed: int) -> keras.Model:
     """A compiled click MLP whose users are described by ``clicks`` (its history input)."""
     runtime.seed_everything(seed)
-    model = M.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
+    model = models_tf.mlp_click_model(ds.n_users, ds.n_items, DIM, HIDDEN, user_features=user_x,
                               item_features=item_x, history=clicks, l2=L2, seed=seed)  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy")
     return model
 
 
 def fresh_negatives(clicks: pd.DataFrame, seed: int) -> tf.data.Dataset:
-    return M.make_click_dataset(clicks, ds.n_items, n_neg=N_NEG, seen=train_pos_all,
+    return models_tf.make_click_dataset(clicks, ds.n_items, n_neg=N_NEG, seen=train_pos_all,
                                 batch_size=BATCH_SIZE, seed=seed)  # fmt: skip
 
 
 def train_click_mlp(seed: int) -> keras.Model:
     """The working click model for one seed (cached: the ranking comparison reuses it)."""
     if seed not in click_mlps:
-        history = M.fit(click_mlp(train_pos, seed), fresh_negatives(train_pos, seed), val_rows,
+        history = models_tf.fit(click_mlp(train_pos, seed), fresh_negatives(train_pos, seed), val_rows,
                         epochs=EPOCHS, patience=PATIENCE, progress=False)  # fmt: skip
         histories["mlp" if seed == SEED else ("mlp", seed)] = history
         model = click_mlp(train_pos_all, seed)  # the refit: every training click
-        M.fit(model, fresh_negatives(train_pos_all, seed), epochs=int(history["val_loss"].idxmin()),
+        models_tf.fit(model, fresh_negatives(train_pos_all, seed), epochs=int(history["val_loss"].idxmin()),
               progress=False)  # fmt: skip
         click_mlps[seed] = model
     return click_mlps[seed]
 
 
 mlp = train_click_mlp(SEED)
-mlp_probs = M.score_pairs(mlp, test["user_id"], test["item_id"])
+mlp_probs = models_tf.score_pairs(mlp, test["user_id"], test["item_id"])
 click_rows[CLICK_MLP] = click_report(test["label"], mlp_probs) | {
     "epochs": int(histories["mlp"]["val_loss"].idxmin())  # = the refit's epochs
 }
@@ -519,6 +525,47 @@ if ds.truth is not None:  # the same test rows scored by the shop's truth
     }
 click_table = pd.DataFrame(click_rows).T
 click_table.round(4)
+
+# %% [markdown]
+# **The click model, written out.** For a pair $(u, i)$ the network reads the user's and the
+# item's feature rows $x_u, x_i$, their embeddings $p_u, q_i$, and the user's clicks $C(u)$
+# pooled into one vector (the scored item left out, with its own embeddings $e_j$):
+# $$h_u = \frac{\sum_{j \in C(u)\setminus\{i\}} e_j}{\sqrt{\max(|C(u)\setminus\{i\}|,\,1)}},
+# \qquad P(\text{click}) = \sigma\bigl(w^\top\,\mathrm{ReLU}(W_2\,\mathrm{ReLU}(W_1 z + b_1) + b_2)
+# + b\bigr),\quad z = [p_u; q_i; x_u; x_i; h_u].$$
+# The same formula in numpy on the trained model's weights, for the first test pairs, beside
+# what Keras computed:
+
+
+# %%
+def click_probability_by_hand(model: keras.Model, users: np.ndarray, items: np.ndarray):
+    """The click MLP's forward pass in numpy, read off a trained ``mlp_click_model``."""
+    names = {layer.name for layer in model.layers}
+
+    def rows(layer: str, ids: np.ndarray) -> np.ndarray:
+        return model.get_layer(layer).get_weights()[0][ids]
+
+    z = [rows("user_embedding", users), rows("item_embedding", items)]
+    z += [rows(name, ids) for name, ids in (("user_features", users), ("item_features", items))
+          if name in names]  # fmt: skip
+    history = model.get_layer("click_history")
+    clicks, e = np.asarray(history.clicks), np.asarray(history.item_embedding)
+    own = clicks[users, items]  # 1 where the scored item is one of the user's clicks
+    pooled = clicks[users] @ e - own[:, None] * e[items]
+    z.append(pooled / np.sqrt(np.maximum(clicks[users].sum(axis=1) - own, 1.0))[:, None])
+    h = np.concatenate(z, axis=1)
+    for k in range(len(HIDDEN)):
+        kernel, bias = model.get_layer(f"dense_{k}").get_weights()
+        h = np.maximum(h @ kernel + bias, 0.0)
+    kernel, bias = model.get_layer("click").get_weights()
+    return 1.0 / (1.0 + np.exp(-(h @ kernel + bias)[:, 0]))
+
+
+first = test.head(6)
+by_hand = click_probability_by_hand(mlp, first["user_id"].to_numpy(), first["item_id"].to_numpy())
+np.testing.assert_allclose(by_hand, mlp_probs[:6], rtol=1e-4, atol=1e-6)
+print(pd.DataFrame({"user": first["user_id"], "item": first["item_id"], "by hand": by_hand,
+                    "Keras": mlp_probs[:6]}).round(5).to_string(index=False))  # fmt: skip
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -555,10 +602,10 @@ fig.tight_layout()
 
 # %%
 RANK_MODELS = {
-    "dot product p·q + biases": lambda lr, l2, seed: M.dot_product_model(
+    "dot product p·q + biases": lambda lr, l2, seed: models_tf.dot_product_model(
         ds.n_users, ds.n_items, DIM, l2=l2, activation="sigmoid", seed=seed
     ),
-    "MLP on [p, q] (NCF)": lambda lr, l2, seed: M.mlp_click_model(
+    "MLP on [p, q] (NCF)": lambda lr, l2, seed: models_tf.mlp_click_model(
         ds.n_users, ds.n_items, DIM, HIDDEN, l2=l2, seed=seed
     ),
 }
@@ -572,7 +619,7 @@ def train_ranker(name: str, lr: float, l2: float, seed: int) -> keras.Model:
         runtime.seed_everything(seed)
         model = RANK_MODELS[name](lr, l2, seed)
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy")
-        histories[key] = M.fit(model, *pipelines(ids, RANK_BATCH_SIZE), epochs=EPOCHS,
+        histories[key] = models_tf.fit(model, *pipelines(ids, RANK_BATCH_SIZE), epochs=EPOCHS,
                                patience=PATIENCE, progress=False)  # fmt: skip
         trained[key] = model
     return trained[key]
@@ -582,7 +629,7 @@ chosen = {}
 for name in RANK_MODELS:
     best, curve = evaluation.tune(
         lambda setting, name=name: evaluation.full_catalogue_metrics(
-            M.score_all(train_ranker(name, *setting, SEED), ds.n_users, ds.n_items),
+            models_tf.score_all(train_ranker(name, *setting, SEED), ds.n_users, ds.n_items),
             train_pos, val_pos, k=TOP_K,
         )["ndcg"],
         TUNING_GRID,
@@ -594,11 +641,7 @@ for name in RANK_MODELS:
           "| epochs run:", [len(histories[(name, *g, SEED)]) for g in TUNING_GRID])  # fmt: skip
 
 # %%
-EASE_L2, _ = evaluation.tune(
-    lambda l2: evaluation.full_catalogue_metrics(
-        baselines.ease_scores(train_pos, ds.n_users, ds.n_items, l2=l2), train_pos, val_pos,
-        k=TOP_K)["ndcg"],
-    [20.0, 100.0, 500.0, 2500.0], desc="EASE penalty")  # fmt: skip
+EASE_L2, _ = baselines.tuned_ease(train_pos, val_pos, ds.n_users, ds.n_items, k=TOP_K)
 fixed_rankers = {
     "popularity": baselines.popularity_scores(train_pos_all, ds.n_users, ds.n_items),
     "EASE (item-item)": baselines.ease_scores(train_pos_all, ds.n_users, ds.n_items, l2=EASE_L2),
@@ -616,8 +659,8 @@ def ranking_run(seed: int) -> dict:
     scores = dict(fixed_rankers)
     for name in RANK_MODELS:
         model = train_ranker(name, *chosen[name], seed)
-        scores[name] = M.score_all(model, ds.n_users, ds.n_items)
-    scores[CLICK_MLP] = M.score_all(train_click_mlp(seed), ds.n_users, ds.n_items)
+        scores[name] = models_tf.score_all(model, ds.n_users, ds.n_items)
+    scores[CLICK_MLP] = models_tf.score_all(train_click_mlp(seed), ds.n_users, ds.n_items)
     out = {}
     for name, s in scores.items():
         row = evaluation.full_catalogue_metrics(s, train_pos_all, test_pos, k=TOP_K, seed=seed)
@@ -765,7 +808,7 @@ assert abs(click_table.loc["001 §5.2 listing (user features only)", "AUC"] - 0.
 # %%
 pop_auc = click_table.loc["popularity (clicks per item)", "AUC"]
 mlp_aucs = pd.Series({
-    seed: metrics.auc(test["label"], M.score_pairs(click_mlps[seed], test["user_id"], test["item_id"]))
+    seed: metrics.auc(test["label"], models_tf.score_pairs(click_mlps[seed], test["user_id"], test["item_id"]))
     for seed in ranking_cmp.seeds
 })  # fmt: skip
 words["σ unit learns"] = evaluation.verdict(

@@ -48,7 +48,6 @@ import torch
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler
-from threadpoolctl import threadpool_limits
 
 import recbook
 from recbook import (
@@ -58,13 +57,10 @@ from recbook import (
     metrics,
     mf,
     models_torch,
-    plots,
     runtime,
     splits,
     training,
 )
-
-plots.setup()
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k" (official u1 split; downloaded once)
@@ -85,12 +81,7 @@ TOP_K = 10
 SEEDS = 3  # seeds of the final comparison (a new split each, where the data has no fixed one)
 
 # %%
-runtime.seed_everything(SEED)
-threadpool_limits(THREADS)
-torch.set_num_threads(THREADS)
-dev = runtime.device(DEVICE)
-recbook.record("device", str(dev))
-print("torch device:", dev)
+dev = runtime.start(DEVICE, SEED, threads=THREADS)
 
 # %% [markdown]
 # ## 1. What the article says
@@ -362,10 +353,8 @@ exec(
     listing,
 )
 
-load_args = {"split": "u1"} if DATASET == "movielens-100k" else {}
-if DATA_PATH:
-    load_args["path"] = DATA_PATH
-ds = datasets.load(DATASET, **load_args)
+official_split = {"split": "u1"} if DATASET == "movielens-100k" else {}
+ds = datasets.load(DATASET, path=DATA_PATH, **official_split)
 ratings_df = ds.ratings()
 print(ds)
 
@@ -869,8 +858,8 @@ print(
 # ### 5.5 PyTorch: `models_torch.BiasedMF` with the shared fit loop
 #
 # Minibatches of ratings, Adam, mean squared error, weight decay on the factors (tuned on the
-# validation ratings, a tenth of it on the biases), early stopping; the device comes from
-# `runtime.device(DEVICE)`.
+# validation ratings, a tenth of it on the biases), early stopping; the device is the one
+# `runtime.start(DEVICE, SEED)` chose.
 
 
 # %%
@@ -1160,13 +1149,9 @@ plt.show()
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import svds
 
-EASE_L2, _ = evaluation.tune(
-    lambda l2: evaluation.full_catalogue_metrics(
-        baselines.ease_scores(fit_part, n_users, n_items, l2=l2),
-        fit_part, val[val["rating"] >= relevant_rating], k=TOP_K,
-    )["ndcg"],
-    [20.0, 100.0, 500.0, 2500.0], desc="EASE penalty",
-)  # fmt: skip
+EASE_L2, _ = baselines.tuned_ease(
+    fit_part, val[val["rating"] >= relevant_rating], n_users, n_items, k=TOP_K
+)
 print(f"EASE penalty chosen on validation: {EASE_L2:g}")
 
 

@@ -55,13 +55,9 @@ from recbook import (
     evaluation,
     metrics,
     models_torch,
-    plots,
     runtime,
     splits,
     text,
-    text_baselines,
-    text_models,
-    text_pretraining,
     training,
 )
 
@@ -99,10 +95,7 @@ TUNED_REGIMES = None  # regimes where MLM pre-training and fine-tuning run; None
 TOP_K = 10
 
 # %%
-dev = runtime.device(DEVICE)
-recbook.record("device", str(dev))
-runtime.seed_everything(SEED)
-plots.setup()
+dev = runtime.start(DEVICE, SEED)
 accelerated = dev.type in ("cuda", "mps")
 FT_EPOCHS = FT_EPOCHS if FT_EPOCHS is not None else (4 if accelerated else 1)
 FT_TRAIN_EMBEDDINGS = accelerated if FT_TRAIN_EMBEDDINGS is None else FT_TRAIN_EMBEDDINGS
@@ -231,9 +224,9 @@ if DATASET == "shop":
     assert shops["new"].events.equals(shops["shared"].events)  # same world, other titles
 else:
     vocabularies = ("as published",)
-    ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
+    ds = datasets.load(DATASET, path=DATA_PATH)
     shops = {"as published": ds}
-titles = {v: text_models.item_titles(shops[v].items) for v in vocabularies}
+titles = {v: text.item_titles(shops[v].items) for v in vocabularies}
 print(ds)
 try:
     encoder.model(input_ids=[titles[vocabularies[0]][0]])
@@ -252,7 +245,7 @@ except Exception as err:  # what happens without a tokenizer
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pairs = text_models.labelled_pairs(ds, seed=SEED)
+pairs = text.labelled_pairs(ds, seed=SEED)
 present = np.unique(pairs["item_id"].to_numpy())
 if "release_day" in ds.items.columns:
     late_items = ds.items.loc[ds.items["release_day"] > 0, "item_id"].to_numpy()
@@ -293,8 +286,8 @@ split_sizes
 # %%
 # NBVAL_CHECK_OUTPUT
 for v in vocabularies:
-    _, vocab = text_baselines.bag_of_words(titles[v], fit_items=warm_items)
-    unseen = text_baselines.unknown_word_share(titles[v], vocab, items=cold_items)
+    _, vocab = text.bag_of_words(titles[v], fit_items=warm_items)
+    unseen = text.unknown_word_share(titles[v], vocab, items=cold_items)
     print(f"[{v}] words of cold titles absent from warm titles: {unseen:.0%}")
     for kind, item in (("warm", warm_items[0]), ("cold", cold_items[0])):
         title = titles[v][item]
@@ -331,14 +324,12 @@ for v in vocabularies:
 # %%
 representations = {}
 representations["category only"] = (
-    text_baselines.one_hot(ds.items["category"])[0] if "category" in ds.items.columns else None
+    text.one_hot(ds.items["category"])[0] if "category" in ds.items.columns else None
 )
 minilm_vectors = {}
 main_regime = vocabularies[0]
 for v in tqdm(vocabularies, desc="encode titles", leave=False):
-    representations[f"TF-IDF · {v}"] = text_baselines.bag_of_words(titles[v], fit_items=warm_items)[
-        0
-    ]
+    representations[f"TF-IDF · {v}"] = text.bag_of_words(titles[v], fit_items=warm_items)[0]
     minilm_vectors[v], _ = text.cached_embeddings(
         encoder, titles[v], max_length=MAX_LENGTH, device=dev
     )
@@ -376,7 +367,7 @@ print(
 # **The MLM head.** The bundled checkpoint is a sentence encoder and has no MLM head.
 # `AutoModelForMaskedLM.from_pretrained` would add one and print that the checkpoint "seems
 # corrupted"; it is not corrupted, it simply never had a head. We build the model in the open
-# instead (`recbook.text_pretraining.masked_lm_from_encoder`): a `BertForMaskedLM` whose
+# instead (`recbook.text.pretraining.masked_lm_from_encoder`): a `BertForMaskedLM` whose
 # encoder is a copy of the pretrained weights and whose output layer (the decoder) is **tied to
 # the pretrained word embeddings**, so it starts by scoring a position against every token's
 # pretrained vector. The loading report below lists every weight: only the transform
@@ -386,7 +377,7 @@ print(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mlm, loading_report = text_pretraining.masked_lm_from_encoder(encoder)
+mlm, loading_report = text.masked_lm_from_encoder(encoder)
 print(loading_report["status"].value_counts().to_string())
 loading_report[loading_report["status"] != "pretrained"].set_index("weight")
 
@@ -404,12 +395,12 @@ loading_report[loading_report["status"] != "pretrained"].set_index("weight")
 tuned_regimes = [v for v in vocabularies if TUNED_REGIMES is None or v in TUNED_REGIMES]
 adapted, mlm_history, mlm_losses = {}, {}, {}
 for v in tuned_regimes:
-    model_v = mlm if v == tuned_regimes[0] else text_pretraining.masked_lm_from_encoder(encoder)[0]
+    model_v = mlm if v == tuned_regimes[0] else text.masked_lm_from_encoder(encoder)[0]
     check = titles[v].sample(min(256, len(titles[v])), random_state=SEED)
-    before = text_pretraining.masked_lm_loss(
+    before = text.masked_lm_loss(
         model_v, encoder.tokenizer, check, max_length=MAX_LENGTH, seed=SEED, device=dev
     )
-    mlm_history[v] = text_pretraining.continue_pretraining(
+    mlm_history[v] = text.continue_pretraining(
         model_v,
         encoder.tokenizer,
         titles[v],  # every title of this shop: unlabelled text, the cold items' too
@@ -425,11 +416,11 @@ for v in tuned_regimes:
         device=dev,
         progress=False,
     )
-    after = text_pretraining.masked_lm_loss(
+    after = text.masked_lm_loss(
         model_v, encoder.tokenizer, check, max_length=MAX_LENGTH, seed=SEED, device=dev
     )
     mlm_losses[v] = (before, after)
-    adapted[v] = text_pretraining.adapted_encoder(encoder, model_v)
+    adapted[v] = text.adapted_encoder(encoder, model_v)
     adapted[v].model.requires_grad_(False)
     representations[f"MLM-adapted frozen MiniLM · {v}"] = adapted[v].embed(
         list(titles[v]), max_length=MAX_LENGTH, device=dev
@@ -520,13 +511,13 @@ def train_head(model: torch.nn.Module, train, val, seed: int) -> torch.nn.Module
     return model
 
 
-def text_head(vectors: np.ndarray, seed: int) -> text_models.TextTwoTower:
+def text_head(vectors: np.ndarray, seed: int) -> text.TextTwoTower:
     """The task layers on top of an item representation, centred and scaled on warm items
     with one scale for every dimension (`text.centre_and_scale`: see the next section)."""
     runtime.seed_everything(seed)
-    return text_models.TextTwoTower(
+    return text.TextTwoTower(
         ds.n_users,
-        text_models.CachedTitleVectors(vectors),
+        text.CachedTitleVectors(vectors),
         dim=DIM,
         hidden=HIDDEN,
         standardize=text.centre_and_scale(vectors, warm_items),
@@ -547,7 +538,7 @@ class FirstSteps:
 
 
 def fine_tuned(
-    frozen: text_models.TextTwoTower,
+    frozen: text.TextTwoTower,
     bert,
     item_titles,
     train,
@@ -562,10 +553,10 @@ def fine_tuned(
     for module in bert.modules():  # no dropout: the head was trained on the exact frozen vectors
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    text_pretraining.freeze_below(bert, FT_TRAIN_LAYERS)
+    text.freeze_below(bert, FT_TRAIN_LAYERS)
     bert.embeddings.word_embeddings.requires_grad_(FT_TRAIN_EMBEDDINGS)
-    tokens = text_models.TitleTokens.from_titles(encoder, item_titles, max_length=MAX_LENGTH)
-    model.titles = text_models.EncodedTitleVectors(bert, tokens)
+    tokens = text.TitleTokens.from_titles(encoder, item_titles, max_length=MAX_LENGTH)
+    model.titles = text.EncodedTitleVectors(bert, tokens)
     model.to(dev)
     encoder_params = [p for p in model.titles.parameters() if p.requires_grad]
     head_params = [p for n, p in model.named_parameters() if not n.startswith("titles.")]
@@ -576,7 +567,7 @@ def fine_tuned(
         ]
     )
     runtime.seed_everything(seed)
-    ft_batches = text_models.ItemGroupedBatches(
+    ft_batches = text.ItemGroupedBatches(
         train["user_id"],
         train["item_id"],
         train["label"],
@@ -584,7 +575,7 @@ def fine_tuned(
         rows_per_item=None,
         seed=seed,
     )
-    text_pretraining.fine_tune(
+    text.fine_tune(
         model,
         ft_batches if steps is None else FirstSteps(ft_batches, steps),
         loss,
@@ -652,9 +643,9 @@ def first_losses(standardize, steps: int = 5) -> list[float]:
     scaled by ``standardize``."""
     train, val, _ = split(SEED)
     runtime.seed_everything(SEED)
-    head = text_models.TextTwoTower(
+    head = text.TextTwoTower(
         ds.n_users,
-        text_models.CachedTitleVectors(minilm_vectors[main_regime]),
+        text.CachedTitleVectors(minilm_vectors[main_regime]),
         dim=DIM,
         hidden=HIDDEN,
         standardize=standardize,
@@ -975,7 +966,7 @@ print(f"notebook time so far: {time.perf_counter() - notebook_start:.0f} s")
 # 3. Build a hybrid: add an ID embedding and bias to the item tower of `TextTwoTower`, zero for
 #    items unseen in training. Does it keep the text model's cold-item quality and the ID
 #    model's warm-item quality?
-# 4. Compare a binary bag of words (`text_baselines.bag_of_words(weighting="binary")`) with
+# 4. Compare a binary bag of words (`text.bag_of_words(weighting="binary")`) with
 #    TF-IDF in both vocabularies. Does the weighting matter once a head is trained on top?
 # 5. Run with `DATASET = "online-retail"`, where the titles are the products' free-text
 #    descriptions, there are no impressions (negatives are sampled) and the cold items are the

@@ -45,7 +45,7 @@
 # **Run time.** Under a minute at the defaults (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table) —
 # most of it in the DP-SGD runs, the seeds of the user-level comparison, the timing
 # comparison (`TIMING_REPEATS`) and importing torch and Opacus. A GPU does not make it faster,
-# the models are too small to gain from one, but every tensor goes to `runtime.device(DEVICE)`.
+# the models are too small to gain from one, but every tensor goes to the device `runtime.start` chose.
 #
 # **Seeded runs are demos, not private.** Every DP-SGD model below except the audited one is
 # trained with `secure_mode=False` and a seed, so that the numbers on this page are the same on
@@ -64,18 +64,14 @@ from torch import nn
 import recbook
 from recbook import (
     datasets,
-    dp_sgd,
     evaluation,
     metrics,
     models_torch,
-    plots,
     privacy,
     runtime,
     splits,
     training,
 )
-
-plots.setup()
 
 # %% tags=["parameters"]
 DATASET = "shop"  # ratings data; "movielens-100k" also works (downloaded once)
@@ -115,11 +111,7 @@ if 8.0 not in EPSILONS or 8.0 not in USER_LEVEL_EPSILONS:
     raise ValueError(
         "EPSILONS and USER_LEVEL_EPSILONS must contain 8.0: the goals are checked there"
     )
-runtime.seed_everything(SEED)
-torch.set_num_threads(THREADS)
-dev = runtime.device(DEVICE)
-recbook.record("device", str(dev))
-print("torch device:", dev)
+dev = runtime.start(DEVICE, SEED, threads=THREADS)
 
 # %% [markdown]
 # ## 1. What the article says
@@ -163,8 +155,7 @@ print("torch device:", dev)
 # users in section 6.
 
 # %%
-load_args = {"path": DATA_PATH} if DATA_PATH else {}
-ds = datasets.load(DATASET, **load_args)
+ds = datasets.load(DATASET, path=DATA_PATH)
 ratings = ds.ratings()
 train_rows, test_rows = splits.random_split(ratings, test_size=TEST_SIZE, seed=SEED)
 fit_rows, val_rows = splits.random_split(train_rows, test_size=VAL_FRACTION, seed=SEED + 1)
@@ -188,16 +179,16 @@ if BATCH != BATCH_SIZE:
 # with a frozen offset $\mu$. The training mean is an exact statistic of the private data: baked
 # into the weights, it is published as is. A private model gets either a public constant (the
 # scale's midpoint 3) or a *noisy* mean paid from the budget. We pay: the Laplace mechanism on
-# ratings bounded by the public scale costs `MEAN_EPSILON` of each budget (`dp_sgd.private_mean`;
+# ratings bounded by the public scale costs `MEAN_EPSILON` of each budget (`privacy.private_mean`;
 # the rest goes to DP-SGD, and the statements add the two). On the shop, whose ratings average
 # well above the midpoint (printed below), the midpoint would leave the item biases most of a
 # star to learn under noise.
 
 # %%
-offset_example = dp_sgd.private_mean(
+offset_example = privacy.private_mean(
     fit_rows["rating"], low=RATING_SCALE[0], high=RATING_SCALE[1], epsilon=MEAN_EPSILON, seed=SEED
 )
-offset_user = dp_sgd.private_mean(
+offset_user = privacy.private_mean(
     fit_rows["rating"],
     low=RATING_SCALE[0],
     high=RATING_SCALE[1],
@@ -376,7 +367,7 @@ ARTICLE_AUDIT_EPSILON = 1.0  # the article's "ε" of the audited model
 article_canary_model, _ = train_article(
     pd.concat([fit_rows, canary_rows.assign(y=0.0)], ignore_index=True),
     ARTICLE_AUDIT_EPSILON,
-    seed=dp_sgd.os_seed(),
+    seed=privacy.os_seed(),
     n_users=N_USERS_AUDIT,
 )
 audit_article = privacy.one_run_audit(
@@ -418,7 +409,7 @@ if REAL_SIZE:
 #
 # First the non-private reference: the same BiasedMF predicting ratings with squared error,
 # Adam, early stopping on the validation rows (and the exact mean as offset: it promises
-# nothing). Then `dp_sgd.make_private` wraps the model, optimizer and a Poisson-sampling data
+# nothing). Then `privacy.make_private` wraps the model, optimizer and a Poisson-sampling data
 # loader with Opacus's `PrivacyEngine` (ghost clipping, accountant `ACCOUNTANT`), with the noise
 # multiplier that Opacus's own search finds for `EPOCHS` epochs to spend exactly (ε, δ) — what
 # `make_private_with_epsilon` does. `DPTraining.fit` trains it and shows in its progress bar the
@@ -496,10 +487,10 @@ def train_dp(
         offset = offset_example if unit == "example" else offset_user
     model, opt = new_mf(offset, seed=SEED if seed is None else seed, n_users=n_users)
     n_units = len(rows_t[0]) if unit == "example" else int(rows_t[0].unique().numel())
-    setup = dp_sgd.make_private(
+    setup = privacy.make_private(
         model.to(dev),
         opt,
-        dp_sgd.tensor_loader(*rows_t, batch_size=BATCH),
+        privacy.tensor_loader(*rows_t, batch_size=BATCH),
         nn.MSELoss(),
         target_epsilon=epsilon - MEAN_EPSILON,
         delta=privacy.default_delta(n_units),
@@ -629,7 +620,7 @@ plt.show()
 
 # %%
 audit_rows = pd.concat([fit_rows, canary_rows], ignore_index=True)
-audit_offset = dp_sgd.private_mean(
+audit_offset = privacy.private_mean(
     audit_rows["rating"], low=RATING_SCALE[0], high=RATING_SCALE[1], epsilon=MEAN_EPSILON
 )
 secure8, secure_setup8, _ = train_dp(
@@ -680,7 +671,7 @@ assert secure_statement.private and audit_dpsgd.epsilon_lower <= secure_statemen
 # and one backward pass from the loss to the lookups — which stops before the tables — gives every
 # example's norm. Scaling each $g_n$ by $\min(1, C / \lVert \nabla_\theta \ell_n \rVert)$ and
 # pushing it into the tables then writes the clipped sum: the table-writing pass runs once.
-# `dp_sgd.make_private(..., clipper="embedding_rows")` does this (`dp_sgd.EmbeddingRowClipping`)
+# `privacy.make_private(..., clipper="embedding_rows")` does this (`privacy.EmbeddingRowClipping`)
 # and keeps Opacus's noise calibration, noising optimizer and accountant; its Poisson batches
 # follow Opacus's sampling rule, drawn as one tensor index per batch.
 #
@@ -703,7 +694,7 @@ for u1, i1, r1 in zip(u_chk, i_chk, r_chk):
         total += g * torch.clamp(MAX_GRAD_NORM / (norm + 1e-6), max=1.0)
 norms_by_definition = torch.stack(norms_by_definition)
 
-row_clipping = dp_sgd.EmbeddingRowClipping(check_model, nn.MSELoss(), MAX_GRAD_NORM)
+row_clipping = privacy.EmbeddingRowClipping(check_model, nn.MSELoss(), MAX_GRAD_NORM)
 check_model.zero_grad()
 clipped_loss = row_clipping(check_model(u_chk, i_chk), r_chk)
 norm_gap = float((clipped_loss.per_example_norms() - norms_by_definition).abs().max())
@@ -712,6 +703,66 @@ grad_gap = max(float((p.grad - want).abs().max()) for p, want in zip(weights, by
 print(f"examples clipped: {(norms_by_definition > MAX_GRAD_NORM).float().mean():.0%} of 256")
 print(f"largest difference from the definition: norms {norm_gap:.1e}, clipped sums {grad_gap:.1e}")
 assert norm_gap < 1e-4 and grad_gap < 1e-4
+
+# %% [markdown]
+# **One whole DP-SGD step, written out** (Abadi et al. 2016). Clipping is one of four moves:
+#
+# 1. a Poisson batch: every example joins independently with probability $q$;
+# 2. each example's gradient $g_n$ clipped to norm $C$: $\bar g_n = g_n \min(1, C/\lVert g_n\rVert)$;
+# 3. Gaussian noise on the sum, divided by the *expected* batch size $qN$ (not the drawn one,
+#    which would itself reveal who is in the batch):
+#    $\tilde g = \bigl(\sum_n \bar g_n + \mathcal N(0, \sigma^2 C^2 I)\bigr) / (qN)$;
+# 4. the optimizer's step with $\tilde g$ (plain SGD here: $\theta \leftarrow \theta - \eta\,\tilde g$).
+#
+# Below, that step by hand on 2,560 ratings ($q = 0.1$), beside the first step of a seeded
+# `privacy.make_private` run. Both read the same seed, so they draw the same batch and the same
+# noise — which is exactly why a seeded run is a demo: whoever knows the seed can subtract the
+# noise.
+
+# %%
+STEP_LR, STEP_SEED = 0.05, SEED
+step_rows = tuple(t[:2560].to(dev) for t in fit_t)
+step_model, _ = new_mf(offset_example)
+step_model.to(dev).train()
+step_weights = [p for p in step_model.parameters() if p.requires_grad]
+step_run = privacy.make_private(
+    step_model, torch.optim.SGD(step_weights, lr=STEP_LR),
+    privacy.tensor_loader(*step_rows, batch_size=256), nn.MSELoss(),
+    target_epsilon=8.0, delta=privacy.default_delta(2560), epochs=EPOCHS,
+    max_grad_norm=MAX_GRAD_NORM, clipper="embedding_rows", secure_mode=False, seed=STEP_SEED,
+)  # fmt: skip
+q, sigma = step_run.sample_rate, step_run.noise_multiplier
+
+# 1. the Poisson batch (make_private draws it from a generator seeded with the seed)
+in_batch = torch.rand(2560, generator=torch.Generator().manual_seed(STEP_SEED)) < q
+u_b, i_b, r_b = (t[in_batch.to(dev)] for t in step_rows)
+# 2. clipped per-example gradients, summed
+clipped_sum = [torch.zeros_like(p) for p in step_weights]
+for u1, i1, r1 in zip(u_b, i_b, r_b):
+    grads = torch.autograd.grad((step_model(u1[None], i1[None]) - r1).pow(2).sum(), step_weights)
+    norm = torch.sqrt(sum(g.square().sum() for g in grads))
+    for total, g in zip(clipped_sum, grads):
+        total += g * torch.clamp(MAX_GRAD_NORM / (norm + 1e-6), max=1.0)
+# 3. noise sigma * C per coordinate (from the noise generator, seeded with seed + 1), / (q N)
+noise = torch.Generator(device=dev).manual_seed(STEP_SEED + 1)
+expected_batch = int(2560 * q)
+noisy_grads = [
+    (total + torch.normal(0.0, sigma * MAX_GRAD_NORM, total.shape, generator=noise, device=dev))
+    / expected_batch
+    for total in clipped_sum
+]
+# 4. the SGD step
+by_hand = [p.detach() - STEP_LR * g for p, g in zip(step_weights, noisy_grads)]
+
+# the package's first step on the same model
+u_s, i_s, r_s = next(iter(step_run.loader))
+step_run.optimizer.zero_grad()
+step_run.criterion(step_run.module(u_s, i_s), r_s).backward()
+step_run.optimizer.step()
+step_gap = max(float((p.detach() - h).abs().max()) for p, h in zip(step_weights, by_hand))
+print(f"batch of {len(r_b)} (expected {expected_batch}); sigma = {sigma:.3f}; "
+      f"largest difference from the package's step: {step_gap:.1e}")  # fmt: skip
+assert torch.equal(u_s, u_b) and step_gap < 1e-5
 
 # %% [markdown]
 # Now the times: the non-private run, DP-SGD through Opacus's `PrivacyEngine` as in the curve

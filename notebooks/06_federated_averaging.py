@@ -52,8 +52,16 @@ import pandas as pd
 import torch
 
 import recbook
-from recbook import datasets, evaluation, metrics, models_torch, plots, privacy, runtime, splits
-from recbook import federated as fl
+from recbook import (
+    datasets,
+    evaluation,
+    federated,
+    metrics,
+    models_torch,
+    privacy,
+    runtime,
+    splits,
+)
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k"
@@ -62,7 +70,7 @@ PARTITION = "region"  # user column of the natural clients (movielens: "occupati
 RATING_SCALE = (1.0, 5.0)  # public: the midpoint is the models' global offset mu
 SEED = 0
 DEVICE = "cpu"  # tiny client steps are launch-bound: slower on a GPU (README); "auto" to try
-TORCH_THREADS = 1  # per-client steps are tiny: one thread avoids thread-sync overhead
+THREADS = 1  # per-client steps are tiny: one thread avoids thread-sync overhead
 DIM = 16  # factor dimension of BiasedMF
 LEARNING_RATE = 1.0  # local SGD step (the loss is a batch mean)
 L2 = 0.5  # penalty on the factor/bias rows of each batch
@@ -83,13 +91,8 @@ FLOWER_ENGINE = "off"  # "deployment" (flower-superlink + supernodes), "simulati
 FLOWER_ROUNDS = 2
 
 # %%
-runtime.seed_everything(SEED)
-DEV = runtime.device(DEVICE)
-torch.set_num_threads(TORCH_THREADS)
-plots.setup()
+dev = runtime.start(DEVICE, SEED, threads=THREADS)
 T_START = time.perf_counter()
-print("torch computes on", DEV, "with", torch.get_num_threads(), "thread(s)")
-recbook.record("device", str(DEV))
 
 # %% [markdown]
 # ## What the articles say
@@ -144,7 +147,7 @@ recbook.record("device", str(DEV))
 #   clients, like households or devices).
 
 # %%
-ds = datasets.load(DATASET, **({"path": DATA_PATH} if DATA_PATH else {}))
+ds = datasets.load(DATASET, path=DATA_PATH)
 ratings = ds.ratings()
 train, test = splits.per_user_split(ratings, test_size=0.2, seed=SEED)
 rated_users = ds.users[ds.users["user_id"].isin(ratings["user_id"].unique())]
@@ -154,24 +157,28 @@ if PARTITION not in rated_users.columns and PARTITION != "random":
         "set PARTITION='random'"
     )
 natural = (
-    fl.groups_by_column(rated_users, PARTITION)
+    federated.groups_by_column(rated_users, PARTITION)
     if PARTITION != "random"
-    else fl.groups_random(rated_users["user_id"], 8, seed=SEED)
+    else federated.groups_random(rated_users["user_id"], 8, seed=SEED)
 )
-regions = fl.make_clients(train, test, natural)
-iid = fl.make_clients(train, test, fl.groups_random(rated_users["user_id"], len(natural), SEED))
+regions = federated.make_clients(train, test, natural)
+iid = federated.make_clients(
+    train, test, federated.groups_random(rated_users["user_id"], len(natural), SEED)
+)
 small_within = PARTITION if PARTITION != "random" else None
-small = fl.make_clients(
-    train, test, fl.groups_of_size(rated_users, SMALL_CLIENT_USERS, within=small_within, seed=SEED)
+small = federated.make_clients(
+    train,
+    test,
+    federated.groups_of_size(rated_users, SMALL_CLIENT_USERS, within=small_within, seed=SEED),
 )
-small_mixed = fl.make_clients(
-    train, test, fl.groups_of_size(rated_users, SMALL_CLIENT_USERS, within=None, seed=SEED)
+small_mixed = federated.make_clients(
+    train, test, federated.groups_of_size(rated_users, SMALL_CLIENT_USERS, within=None, seed=SEED)
 )
-everyone = fl.pooled(regions)
+everyone = federated.pooled(regions)
 GROUPS = {"region": "regions", "random": "random groups"}.get(PARTITION, f"{PARTITION} groups")
 NATURAL = f"{len(regions)} {GROUPS}"  # the natural clients, as the tables below name them
 STRICT = len(rated_users) >= 500  # claims are asserted on real-sized data, not on a fixture
-MU = fl.public_mean(RATING_SCALE)  # public constant, not the clients' pooled mean
+MU = federated.public_mean(RATING_SCALE)  # public constant, not the clients' pooled mean
 
 
 def new_model() -> torch.nn.Module:
@@ -194,8 +201,8 @@ print(f"clients: {NATURAL}, {len(iid)} IID, {len(small)} small, "
 # NBVAL_CHECK_OUTPUT
 report = pd.concat(
     {
-        "regions": fl.non_iid_report(regions, category),
-        "IID": fl.non_iid_report(iid, category),
+        "regions": federated.non_iid_report(regions, category),
+        "IID": federated.non_iid_report(iid, category),
     }
 )
 print(report.round(3).to_string())
@@ -203,7 +210,7 @@ print(
     "mean TV distance of the category mix from the pooled one: "
     f"regions {report.loc['regions', 'tv_distance'].mean():.3f}, "
     f"IID {report.loc['IID', 'tv_distance'].mean():.3f}, "
-    f"small {fl.non_iid_report(small, category)['tv_distance'].mean():.3f}"
+    f"small {federated.non_iid_report(small, category)['tv_distance'].mean():.3f}"
 )
 
 # %% [markdown]
@@ -219,7 +226,7 @@ print(
 # model, optimiser and epochs as everything below.
 
 # %%
-CFG = fl.FedAvgConfig(
+CFG = federated.FedAvgConfig(
     rounds=ROUNDS,
     local_epochs=LOCAL_EPOCHS,
     batch_size=BATCH_SIZE,
@@ -227,8 +234,8 @@ CFG = fl.FedAvgConfig(
     l2=L2,
     seed=SEED,
 )
-local = fl.local_only(new_model, regions, CFG, device=DEV)
-central = fl.fedavg(fl.init_model(new_model, SEED), [everyone], CFG, device=DEV,
+local = federated.local_only(new_model, regions, CFG, device=dev)
+central = federated.fedavg(federated.init_model(new_model, SEED), [everyone], CFG, device=dev,
                     desc="centralised")  # fmt: skip
 # reference only (an evaluation, not a model anyone ships): predict the training mean
 rmse_mean = metrics.rmse(test["rating"], np.full(len(test), float(train["rating"].mean())))
@@ -253,14 +260,16 @@ print(f"centralised, after {ROUNDS} epochs RMSE {central.history['rmse'].iloc[-1
 # %%
 # NBVAL_CHECK_OUTPUT
 one_user = int(rated_users["user_id"].iloc[0])
-one_client = fl.make_clients(
+one_client = federated.make_clients(
     train[train["user_id"] == one_user], test[test["user_id"] == one_user], {"me": [one_user]}
 )[0]
-probe = fl.init_model(new_model, SEED)
-before = fl.shared_state(probe)
-fl.local_update(probe, one_client.train, epochs=1, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+probe = federated.init_model(new_model, SEED)
+before = federated.shared_state(probe)
+federated.local_update(probe, one_client.train, epochs=1, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
                 seed=SEED, l2=L2)  # fmt: skip
-delta_bias = (fl.shared_state(probe)["item_bias.weight"] - before["item_bias.weight"]).flatten()
+delta_bias = (
+    federated.shared_state(probe)["item_bias.weight"] - before["item_bias.weight"]
+).flatten()
 read_off = set(torch.nonzero(delta_bias != 0).flatten().tolist())
 bought = set(one_client.train[1].tolist())
 print(f"user {one_user} rated {len(bought)} items in training")
@@ -282,11 +291,13 @@ assert read_off == bought
 # step. Run plain FedAvg over *all* tensors and compare with federated CF:
 
 # %%
-everything_shared = fl.fedavg(
-    fl.init_model(new_model, SEED), regions, CFG, private=lambda name: False, device=DEV,
+everything_shared = federated.fedavg(
+    federated.init_model(new_model, SEED), regions, CFG, private=lambda name: False, device=dev,
     desc="FedAvg, user rows sent",
 )  # fmt: skip
-fcf = fl.fedavg(fl.init_model(new_model, SEED), regions, CFG, device=DEV, desc="federated CF")
+fcf = federated.fedavg(
+    federated.init_model(new_model, SEED), regions, CFG, device=dev, desc="federated CF"
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -307,6 +318,51 @@ if STRICT:
 # %% [markdown]
 # ## A working version: federated CF with FedAvg
 #
+# ### One round, written out
+#
+# FedAvg (McMahan et al. 2017) repeats one round. The server sends the shared tensors $w_t$
+# (item biases and factors; user rows never leave a client); each sampled client $k$ runs $E$
+# epochs of minibatch SGD on its own $n_k$ ratings from $w_t$ and returns the change
+# $\Delta_k = w_k - w_t$; the server averages the changes weighted by the examples each
+# client processed,
+# $$w_{t+1} = w_t + \eta_s \sum_k \frac{n_k}{\sum_j n_j}\,\Delta_k .$$
+# Here is that round for the 8 regions ($C = 1$: every client takes part), then the same round
+# from `federated.fedavg`, the tested version every run below uses; they must agree.
+
+
+# %%
+def fedavg_round(model, clients, cfg, rnd):
+    """One FedAvg round of federated CF: local SGD on each client, example-weighted mean."""
+    shared = federated.shared_state(model)  # w_t: every tensor except the user rows
+    total = {name: torch.zeros_like(t) for name, t in shared.items()}
+    examples = 0
+    for client in clients:
+        federated.load_state(model, shared)  # the client starts from w_t
+        n_k = federated.local_update(
+            model, client.train, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+            lr=cfg.lr, l2=cfg.l2, seed=federated.round_seed(cfg.seed, rnd, client.client_id),
+            device=dev,
+        )  # fmt: skip
+        now = federated.shared_state(model)
+        for name in total:
+            total[name] += n_k * (now[name] - shared[name])  # n_k * Delta_k
+        examples += n_k
+    federated.load_state(
+        model, {name: shared[name] + cfg.server_lr * total[name] / examples for name in shared}
+    )
+    return model
+
+
+by_hand = fedavg_round(federated.init_model(new_model, SEED), regions, CFG, rnd=1)
+by_package = federated.fedavg(
+    federated.init_model(new_model, SEED), regions, replace(CFG, rounds=1), device=dev,
+    progress=False,
+).model  # fmt: skip
+for name, tensor in federated.shared_state(by_package).items():
+    assert torch.allclose(tensor, federated.shared_state(by_hand)[name], atol=1e-6), name
+print("one round by hand = federated.fedavg's first round, for every shared tensor")
+
+# %% [markdown]
 # ### Federated vs centralised vs local-only, on the 8 regions
 #
 # Same model, same local optimiser, same number of passes over the data: centralised training
@@ -320,11 +376,13 @@ if STRICT:
 # global-mean predictor and the best centralised RMSE, and show the literal count beside it.
 
 # %%
-iid_run = fl.fedavg(fl.init_model(new_model, SEED), iid, CFG, device=DEV, desc="FedAvg IID")
+iid_run = federated.fedavg(
+    federated.init_model(new_model, SEED), iid, CFG, device=dev, desc="FedAvg IID"
+)
 
 # %%
 cfg_high_e = replace(CFG, local_epochs=LOCAL_EPOCHS_HIGH)
-fcf_high_e = fl.fedavg(fl.init_model(new_model, SEED), regions, cfg_high_e, device=DEV,
+fcf_high_e = federated.fedavg(federated.init_model(new_model, SEED), regions, cfg_high_e, device=dev,
                        desc=f"FedAvg E={LOCAL_EPOCHS_HIGH}")  # fmt: skip
 
 best_central = float(central.history["rmse"].min())
@@ -396,8 +454,8 @@ SMALL_CFG = replace(CFG, rounds=SMALL_ROUNDS, client_fraction=CLIENT_FRACTION)
 small_runs = {}
 for name, cl in (("one region per client", small), ("mixed regions", small_mixed)):
     for e in (LOCAL_EPOCHS, LOCAL_EPOCHS_HIGH):
-        small_runs[(name, e)] = fl.fedavg(
-            fl.init_model(new_model, SEED), cl, replace(SMALL_CFG, local_epochs=e), device=DEV,
+        small_runs[(name, e)] = federated.fedavg(
+            federated.init_model(new_model, SEED), cl, replace(SMALL_CFG, local_epochs=e), device=dev,
             desc=f"small, {name}, E={e}",
         )  # fmt: skip
 
@@ -449,21 +507,21 @@ plt.show()
 # %%
 faults = {
     "no faults": small_runs[("one region per client", LOCAL_EPOCHS)],
-    f"{DROPOUT:.0%} dropout": fl.fedavg(
-        fl.init_model(new_model, SEED), small,
-        replace(SMALL_CFG, dropout=DROPOUT, on_empty_round="skip"), device=DEV,
+    f"{DROPOUT:.0%} dropout": federated.fedavg(
+        federated.init_model(new_model, SEED), small,
+        replace(SMALL_CFG, dropout=DROPOUT, on_empty_round="skip"), device=dev,
         desc="dropout",
     ),
-    f"{STRAGGLERS:.0%} stragglers, partial": fl.fedavg(
-        fl.init_model(new_model, SEED), small,
+    f"{STRAGGLERS:.0%} stragglers, partial": federated.fedavg(
+        federated.init_model(new_model, SEED), small,
         replace(SMALL_CFG, straggler_fraction=STRAGGLERS, straggler_work=STRAGGLER_WORK),
-        device=DEV, desc="stragglers (partial)",
+        device=dev, desc="stragglers (partial)",
     ),
-    f"{STRAGGLERS:.0%} stragglers, dropped": fl.fedavg(
-        fl.init_model(new_model, SEED), small,
+    f"{STRAGGLERS:.0%} stragglers, dropped": federated.fedavg(
+        federated.init_model(new_model, SEED), small,
         replace(SMALL_CFG, straggler_fraction=STRAGGLERS, straggler_policy="drop",
                 on_empty_round="skip"),
-        device=DEV, desc="stragglers (dropped)",
+        device=dev, desc="stragglers (dropped)",
     ),
 }  # fmt: skip
 
@@ -491,9 +549,9 @@ for name, r in faults.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 try:
-    fl.fedavg(fl.init_model(new_model, SEED), regions[:2],
+    federated.fedavg(federated.init_model(new_model, SEED), regions[:2],
               replace(CFG, rounds=1, client_fraction=0.5, dropout=0.999999), progress=False)  # fmt: skip
-except fl.EmptyRoundError as err:
+except federated.EmptyRoundError as err:
     print("EmptyRoundError:", err)
 
 # %% [markdown]
@@ -531,8 +589,8 @@ except fl.EmptyRoundError as err:
 public = datasets.load("shop", seed=PUBLIC_SEED)
 pub_train, pub_test = splits.per_user_split(public.ratings(), test_size=0.2, seed=PUBLIC_SEED)
 pub_users = public.users[public.users["user_id"].isin(public.ratings()["user_id"].unique())]
-pub_small = fl.make_clients(
-    pub_train, pub_test, fl.groups_of_size(pub_users, SMALL_CLIENT_USERS, within="region",
+pub_small = federated.make_clients(
+    pub_train, pub_test, federated.groups_of_size(pub_users, SMALL_CLIENT_USERS, within="region",
                                            seed=PUBLIC_SEED),
 )  # fmt: skip
 
@@ -541,9 +599,9 @@ def public_model() -> torch.nn.Module:
     return models_torch.BiasedMF(public.n_users, public.n_items, DIM, global_mean=MU)
 
 
-probe_run = fl.fedavg(
-    fl.init_model(public_model, PUBLIC_SEED), pub_small,
-    replace(SMALL_CFG, rounds=3, dp=fl.DPConfig(clip_norm=1e9, noise_multiplier=0.0,
+probe_run = federated.fedavg(
+    federated.init_model(public_model, PUBLIC_SEED), pub_small,
+    replace(SMALL_CFG, rounds=3, dp=federated.DPConfig(clip_norm=1e9, noise_multiplier=0.0,
                                                 seed=PUBLIC_SEED)),
     progress=False,
 )  # fmt: skip
@@ -557,11 +615,11 @@ for eps in (math.inf, *DP_EPSILONS):
         if math.isinf(eps)
         else privacy.noise_multiplier_for(eps, DELTA, CLIENT_FRACTION, SMALL_ROUNDS)
     )
-    dp_cfg = fl.DPConfig(clip_norm=CLIP, noise_multiplier=z, delta=DELTA, seed=DP_SEED,
+    dp_cfg = federated.DPConfig(clip_norm=CLIP, noise_multiplier=z, delta=DELTA, seed=DP_SEED,
                          clip_source=CLIP_SOURCE)  # fmt: skip
-    dp_runs[eps] = fl.fedavg(
-        fl.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=dp_cfg),
-        device=DEV, desc=f"central DP-FedAvg eps={eps}",
+    dp_runs[eps] = federated.fedavg(
+        federated.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=dp_cfg),
+        device=dev, desc=f"central DP-FedAvg eps={eps}",
     )  # fmt: skip
 
 # %%
@@ -636,13 +694,13 @@ plt.show()
 toy_clients = small[:5]
 toy_updates = []
 for c in toy_clients:
-    m = fl.init_model(new_model, SEED)
-    start = fl.shared_state(m)["item_bias.weight"]
-    fl.local_update(m, c.train, epochs=1, batch_size=BATCH_SIZE, lr=LEARNING_RATE, seed=SEED,
+    m = federated.init_model(new_model, SEED)
+    start = federated.shared_state(m)["item_bias.weight"]
+    federated.local_update(m, c.train, epochs=1, batch_size=BATCH_SIZE, lr=LEARNING_RATE, seed=SEED,
                     l2=L2)  # fmt: skip
-    toy_updates.append((fl.shared_state(m)["item_bias.weight"] - start).flatten().numpy())
-masked = fl.masked_updates(toy_updates, seed=SEED)
-server_sum = fl.unmask_sum(masked)
+    toy_updates.append((federated.shared_state(m)["item_bias.weight"] - start).flatten().numpy())
+masked = federated.masked_updates(toy_updates, seed=SEED)
+server_sum = federated.unmask_sum(masked)
 true_sum = np.sum(toy_updates, axis=0)
 one_masked = masked[0].astype(np.int32) / 2**16
 support_true = set(np.flatnonzero(toy_updates[0]))
@@ -655,7 +713,9 @@ corr = abs(np.corrcoef(one_masked, toy_updates[0])[0, 1])
 print(f"|correlation| of client 0's masked message with its update below 0.1: {corr < 0.1}")
 assert np.abs(server_sum - true_sum).max() <= len(toy_updates) * 2**-16
 try:  # two clients sending 20000 at scale 2^16: the sum would wrap to -25536
-    fl.unmask_sum(fl.masked_updates([np.array([20000.0]), np.array([20000.0])], seed=SEED))
+    federated.unmask_sum(
+        federated.masked_updates([np.array([20000.0]), np.array([20000.0])], seed=SEED)
+    )
 except OverflowError as err:
     print("OverflowError:", err)
 
@@ -682,13 +742,13 @@ eps_min = DP_EPSILONS[-1]
 central_min = dp_runs[eps_min]
 dist_cfg = replace(central_min.config.dp, mode="distributed")
 distributed = {
-    "seeded demo": fl.fedavg(
-        fl.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=dist_cfg), device=DEV,
+    "seeded demo": federated.fedavg(
+        federated.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=dist_cfg), device=dev,
         desc="distributed DP (seeded)",
     ),
-    "secure": fl.fedavg(
-        fl.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=replace(dist_cfg, seed=None)),
-        device=DEV, desc="distributed DP (secure)",
+    "secure": federated.fedavg(
+        federated.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=replace(dist_cfg, seed=None)),
+        device=dev, desc="distributed DP (secure)",
     ),
 }  # fmt: skip
 trust_table = pd.DataFrame(
@@ -717,7 +777,7 @@ print(trust_table.round(3).to_string())
 print()
 print(distributed["secure"].privacy.statement())
 FL_TRUST_MODEL_SECURE = int(distributed["secure"].privacy.mode == "distributed")
-assert distributed["secure"].privacy.randomness == fl.SECURE_LABEL
+assert distributed["secure"].privacy.randomness == federated.SECURE_LABEL
 assert abs(distributed["secure"].epsilon - central_min.epsilon) < 1e-9
 
 # %% [markdown]
@@ -755,10 +815,10 @@ comm = pd.DataFrame(
            f"small clients, {DROPOUT:.0%} dropout"],
 )  # fmt: skip
 print(comm.round(3).to_string())
-shared_bytes = fl.payload_bytes(fl.shared_state(fcf.model))
+shared_bytes = federated.payload_bytes(federated.shared_state(fcf.model))
 print(
     f"shared tensors: {shared_bytes} bytes raw, "
-    f"{fl.flower_message_bytes(fl.shared_state(fcf.model))} bytes as a Flower ArrayRecord"
+    f"{federated.flower_message_bytes(federated.shared_state(fcf.model))} bytes as a Flower ArrayRecord"
 )
 
 # %% [markdown]
@@ -786,7 +846,7 @@ print(
 #   with equal weights and print their $(\varepsilon, \delta)$ from the same accountant as
 #   above (every node in every round: no amplification by sampling).
 #   Flower's SecAgg+ (`SecAggPlusWorkflow` + `secaggplus_mod`) runs only in Flower's legacy
-#   workflow in flwr 1.41, not with these Message-API strategies, so the untrusted-server
+#   workflow in the Flower release used here, not with these Message-API strategies, so the untrusted-server
 #   version stays in the from-scratch loop.
 #
 # **Running it.** `flwr run flower_app` submits the app to a SuperLink. For a local
@@ -795,9 +855,16 @@ print(
 # runs on a server and each silo runs `flower-supernode --superlink <host>:<port>
 # --node-config "partition-id=3 num-partitions=8"` next to its own data (TLS certificates and
 # SuperNode authentication in production; `--insecure` only on 127.0.0.1 for a try-out), and
-# the same `flwr run` command submits the app. `fl.LocalFederation` starts exactly these
+# the same `flwr run` command submits the app. `federated.LocalFederation` starts exactly these
 # processes on 127.0.0.1 and stops them afterwards; `tests/test_flower_deployment.py` runs
 # the deployment engine that way and compares it with the from-scratch loop.
+#
+# The App (`flower_app/recbook_flower/`) imports recbook; recbook never imports the App. It
+# reads its settings (`[tool.flwr.app.config]` in `flower_app/pyproject.toml`, or
+# `--run-config`) into a checked `TaskConfig` (`task.py`), so a misspelt or out-of-range key
+# stops the run with a message naming the key. `federated.LocalFederation` finds the App's
+# folder from the working directory (or takes `app_dir=`), so it also runs with recbook
+# installed from a wheel.
 #
 # With `FLOWER_ENGINE = "deployment"` (or `"simulation"`) the cell below runs the 8 regions
 # for `FLOWER_ROUNDS` rounds and compares them with the loop, round by round. It is off by
@@ -807,7 +874,9 @@ print(
 
 # %%
 flower_cfg = replace(CFG, rounds=FLOWER_ROUNDS)
-scratch = fl.fedavg(fl.init_model(new_model, SEED), regions, flower_cfg, progress=False)
+scratch = federated.fedavg(
+    federated.init_model(new_model, SEED), regions, flower_cfg, progress=False
+)
 flower_cmd = (
     f'flwr run flower_app --run-config \'dataset="{DATASET}" partition-column="{PARTITION}" '
     f"num-rounds={FLOWER_ROUNDS}'"
@@ -820,7 +889,7 @@ if FLOWER_ENGINE != "off" and PARTITION != "random":
         num_rounds=FLOWER_ROUNDS, local_epochs=LOCAL_EPOCHS, batch_size=BATCH_SIZE,
         lr=LEARNING_RATE, l2=L2, dim=DIM, seed=SEED, test_size=0.2,
     )  # fmt: skip
-    with fl.LocalFederation(FLOWER_ENGINE, len(regions), timeout=600) as federation:
+    with federated.LocalFederation(FLOWER_ENGINE, len(regions), timeout=600) as federation:
         flower = federation.run(**overrides)
     print(f"Flower ({FLOWER_ENGINE} engine) ran in {flower['seconds']:.0f} s")
     compare_flower = pd.DataFrame(
@@ -828,7 +897,7 @@ if FLOWER_ENGINE != "off" and PARTITION != "random":
     )
     max_param_diff = max(
         float((flower["weights"][n] - t.cpu()).abs().max())
-        for n, t in fl.shared_state(scratch.model).items()
+        for n, t in federated.shared_state(scratch.model).items()
     )
     print(compare_flower.round(4).to_string())
     print(f"max |shared-parameter difference|: {max_param_diff:.1e}")
@@ -909,14 +978,14 @@ def region_runs(seed: int) -> dict:
         runs = {"centralised": central, "federated CF": fcf, "local only": local}
     else:
         tr, te = splits.per_user_split(ratings, test_size=0.2, seed=seed)
-        cl = fl.make_clients(tr, te, natural)
+        cl = federated.make_clients(tr, te, natural)
         cfg = replace(CFG, seed=seed)
         runs = {
-            "centralised": fl.fedavg(fl.init_model(new_model, seed), [fl.pooled(cl)], cfg,
-                                     device=DEV, progress=False),
-            "federated CF": fl.fedavg(fl.init_model(new_model, seed), cl, cfg, device=DEV,
+            "centralised": federated.fedavg(federated.init_model(new_model, seed), [federated.pooled(cl)], cfg,
+                                     device=dev, progress=False),
+            "federated CF": federated.fedavg(federated.init_model(new_model, seed), cl, cfg, device=dev,
                                       progress=False),
-            "local only": fl.local_only(new_model, cl, cfg, device=DEV, progress=False),
+            "local only": federated.local_only(new_model, cl, cfg, device=dev, progress=False),
         }  # fmt: skip
     return {name: {"rmse": float(r.history["rmse"].iloc[-1])} for name, r in runs.items()}
 

@@ -45,14 +45,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 import recbook
-from recbook import baselines, evaluation, metrics, plots, runtime, serving, sessions
-from recbook import sequences as sq
+from recbook import baselines, evaluation, metrics, plots, runtime, sequences, serving
 from recbook.columns import ITEM, USER
+from recbook.datasets import sessions
 
-plots.setup()
 T_START = time.perf_counter()
 
 # %% tags=["parameters"]
@@ -80,16 +78,12 @@ HNSW_EF_SEARCH = 256
 IVF_NPROBE = 32
 
 # %%
-runtime.seed_everything(SEED)
-threadpool_limits(THREADS)
-torch.set_num_threads(THREADS)
+dev = runtime.start(DEVICE, SEED, threads=THREADS)
 faiss.omp_set_num_threads(THREADS)
-dev = runtime.device(DEVICE)
 if dev.type == "cuda":  # a GPU affords a bigger model and longer sequences
     N_USERS, MAX_LEN, DIM, EPOCHS, PATIENCE = 3000, 30, 64, 60, 4
 settings = dict(device=str(dev), n_users=N_USERS, max_len=MAX_LEN, dim=DIM, heads=HEADS,
                 layers=LAYERS, epochs=EPOCHS, pretrain_epochs=PRETRAIN_EPOCHS)  # fmt: skip
-recbook.record("device", str(dev))
 print(settings)
 
 # %% [markdown]
@@ -124,7 +118,7 @@ print(settings)
 # ## 2. Data with an order: the shop's shopping sessions
 #
 # The shop's events say what each shopper likes but not in which order they buy.
-# `recbook.sessions` adds that order on top of the same shoppers and products: a hidden
+# `recbook.datasets.sessions` adds that order on top of the same shoppers and products: a hidden
 # **intent** (a category) that persists and drifts, **complements** (some products are followed
 # by an accessory from a linked category), and **repeat purchases** of consumables (grocery,
 # beauty, pets). Because the generator's intent is a small hidden Markov chain, the exact
@@ -138,7 +132,7 @@ def load_sequences(seed: int):
     """The behaviour sequences of DATASET for one seed (the shop is regenerated per seed)."""
     if DATASET == "shop":
         return sessions.load("shop", seed=seed, max_length=MAX_LEN, shop_kwargs=SHOP_KWARGS)
-    return sessions.load(DATASET, data_path=DATA_PATH, seed=seed)
+    return sessions.load(DATASET, path=DATA_PATH, seed=seed)
 
 
 data = load_sequences(SEED)
@@ -162,8 +156,8 @@ print(one[cols].assign(item=data.items[label].to_numpy()[one[ITEM]]).head(12).to
 # for every model. The rule is decided by the data (more than 1 % repeats in training).
 
 # %%
-seqs = sq.user_sequences(data.events, data.n_users, data.n_items)
-split = sq.leave_last_out(seqs)
+seqs = sequences.user_sequences(data.events, data.n_users, data.n_items)
+split = sequences.leave_last_out(seqs)
 repeat_share = split.repeat_share()
 ALLOW_REPEATS = repeat_share > 0.01
 print(f"{len(split.users)} shoppers with >= 3 events; training events that re-buy an item "
@@ -182,7 +176,7 @@ print(f"{len(split.users)} shoppers with >= 3 events; training events that re-bu
 # %%
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
-toy = sq.SequenceModel(n_items=10, dim=8, heads=2, layers=1, max_len=5)
+toy = sequences.SequenceModel(n_items=10, dim=8, heads=2, layers=1, max_len=5)
 print((toy.attention([3, 1, 4, 1, 5])[0].mean(axis=0) > 0).astype(int))
 
 # %% [markdown]
@@ -191,13 +185,15 @@ print((toy.attention([3, 1, 4, 1, 5])[0].mean(axis=0) > 0).astype(int))
 
 
 # %%
-def new_model(seed: int) -> sq.SequenceModel:
+def new_model(seed: int) -> sequences.SequenceModel:
     torch.manual_seed(seed)
-    return sq.SequenceModel(data.n_items, dim=DIM, heads=HEADS, layers=LAYERS, max_len=MAX_LEN)
+    return sequences.SequenceModel(
+        data.n_items, dim=DIM, heads=HEADS, layers=LAYERS, max_len=MAX_LEN
+    )
 
 
 def train(model, split, seed, desc="next-item", progress=True):
-    return sq.train_next_item(
+    return sequences.train_next_item(
         model.to(dev), split.train, split.val_history, split.val_target, epochs=EPOCHS,
         patience=PATIENCE, batch_size=BATCH_SIZE, lr=LEARNING_RATE, device=dev, seed=seed,
         desc=desc, progress=progress,
@@ -253,24 +249,24 @@ def run(seed: int) -> dict:
     s = (
         split
         if seed == SEED
-        else sq.leave_last_out(sq.user_sequences(d.events, d.n_users, d.n_items))
+        else sequences.leave_last_out(sequences.user_sequences(d.events, d.n_users, d.n_items))
     )
     n = d.n_items
     pop = np.bincount(np.concatenate(s.train), minlength=n).astype(float)
     scores = {"popularity": np.broadcast_to(pop, (len(s.users), n))}
-    seen = sq.history_matrix(s.test_history, n) > 0
+    seen = sequences.history_matrix(s.test_history, n) > 0
     scores["EASE"] = seen.astype(float) @ ease_model(s, n, seed)
-    scores["recent items"] = sq.recent_scores(s.test_history, n, pop)
-    scores["Markov"] = sq.markov_scores(s.train, s.test_history, n)
+    scores["recent items"] = sequences.recent_scores(s.test_history, n, pop)
+    scores["Markov"] = sequences.markov_scores(s.train, s.test_history, n)
     m = model if seed == SEED else new_model(seed)
     if seed != SEED:
         train(m, s, seed, progress=False)
-    scores[SA] = sq.score_next(m, s.test_history)
+    scores[SA] = sequences.score_next(m, s.test_history)
     pre = new_model(seed)
-    sq.pretrain_cloze(pre.to(dev), s.train, epochs=PRETRAIN_EPOCHS, batch_size=BATCH_SIZE,
+    sequences.pretrain_cloze(pre.to(dev), s.train, epochs=PRETRAIN_EPOCHS, batch_size=BATCH_SIZE,
                       lr=LEARNING_RATE, device=dev, seed=seed, progress=False)  # fmt: skip
     train(pre, s, seed, progress=False)
-    scores[SA_PRE] = sq.score_next(pre, s.test_history)
+    scores[SA_PRE] = sequences.score_next(pre, s.test_history)
     if d.truth is not None:
         scores["oracle"] = d.truth.next_item_probabilities(s.users, s.test_history)
     relevant = np.eye(n, dtype=bool)[s.test_target]
@@ -393,7 +389,7 @@ print(pd.DataFrame(rows).to_string(index=False))
 # %%
 item_vecs = model.item_vectors().detach().cpu().numpy()
 item_groups = data.items["category"].astype(str).to_numpy() if "category" in data.items else None
-states = sq.user_states(model, split.test_history[:REQUESTS]).cpu().numpy()
+states = sequences.user_states(model, split.test_history[:REQUESTS]).cpu().numpy()
 queries = np.c_[states, np.ones(len(states))].astype(np.float32)
 serve_rows = []
 for size in SERVING_SIZES:

@@ -1,6 +1,6 @@
 """Command line: ``python -m recbook run [NOTEBOOK ...] [-p NAME=VALUE ...] [--out DIR]``.
 
-Runs the notebooks headless (see :mod:`recbook.runner`), prints one row per notebook and exits
+Runs the notebooks headless (see :mod:`recbook.book.runner`), prints one row per notebook and exits
 with 1 when any notebook failed, 2 on bad input.
 """
 
@@ -45,12 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, help="seconds allowed per cell (default none)"
     )
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    run.add_argument(
+        "--store",
+        action="store_true",
+        help="after a successful run at the defaults, write each executed notebook over its "
+        "source (the outputs committed with it; what `make nb` does)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m recbook`` and the ``recbook`` script; returns the exit code."""
-    from recbook import runner
+    from recbook.book import runner
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         params = runner.parse_parameters(args.parameters)
+        if args.store and params:
+            raise runner.RunnerError("--store runs notebooks at their defaults: drop the -p")
         results, out_dir = runner.run(
             args.notebooks,
             params,
@@ -74,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False))
     print(f"\nexecuted notebooks and summary.json in {out_dir}")
     failed = [r for r in results if r.status != "ok"]
+    if args.store and not failed:
+        for r in results:
+            print(f"stored {runner.store(r)}")
     for r in failed:
         print(f"\n{r.notebook} failed ({r.output}):\n{r.error}", file=sys.stderr)
     if failed:

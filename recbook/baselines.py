@@ -9,30 +9,29 @@ biases) live in :mod:`recbook.mf` (``global_mean_model``, ``fit_biases``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recbook import checks
-from recbook.columns import ITEM, USER
+from recbook import checks, evaluation
+from recbook.columns import ITEM
 
 
-def interaction_matrix(
-    train: pd.DataFrame, n_users: int, n_items: int, col_user: str = USER, col_item: str = ITEM
-) -> sp.csr_matrix:
-    """Binary (users x items) CSR matrix of the pairs in ``train`` (repeats count once)."""
-    u, i = checks.id_columns(train, n_users, n_items, col_user, col_item, "train")
+def interaction_matrix(train: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary (users x items) CSR matrix of the (user_id, item_id) pairs in ``train`` (repeats
+    count once)."""
+    u, i = checks.id_columns(train, n_users, n_items, "train")
     x = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_users, n_items))
     x.data[:] = 1.0
     return x
 
 
-def popularity_scores(
-    train: pd.DataFrame, n_users: int, n_items: int, col_item: str = ITEM
-) -> np.ndarray:
+def popularity_scores(train: pd.DataFrame, n_users: int, n_items: int) -> np.ndarray:
     """Every user gets each item's interaction count in ``train`` as its score."""
-    checks.frame(train, (col_item,), "train")
-    items = checks.ids(train[col_item].to_numpy(), n_items, f"train[{col_item!r}]")
+    checks.frame(train, (ITEM,), "train")
+    items = checks.ids(train[ITEM].to_numpy(), n_items, f"train[{ITEM!r}]")
     checks.integer(n_users, "n_users", minimum=1)
     counts = np.bincount(items, minlength=n_items).astype(float)
     return np.broadcast_to(counts, (n_users, n_items)).copy()
@@ -50,17 +49,38 @@ def ease_weights(x: sp.spmatrix, l2: float = 200.0) -> np.ndarray:
     return b
 
 
-def ease_scores(
-    train: pd.DataFrame,
-    n_users: int,
-    n_items: int,
-    l2: float = 200.0,
-    col_user: str = USER,
-    col_item: str = ITEM,
-) -> np.ndarray:
+def ease_scores(train: pd.DataFrame, n_users: int, n_items: int, l2: float = 200.0) -> np.ndarray:
     """Dense (users x items) EASE scores X·B from the binary interactions in ``train``.
 
     ``l2`` should be chosen on a validation split (:func:`recbook.evaluation.tune`); values of a
     few hundred suit catalogues of a few thousand items (Steck 2019 used 200–1000)."""
-    x = interaction_matrix(train, n_users, n_items, col_user, col_item)
+    x = interaction_matrix(train, n_users, n_items)
     return np.asarray(x @ ease_weights(x, l2))
+
+
+#: EASE penalties tried on validation: from light (dense, small catalogues) to heavy.
+EASE_GRID = (20.0, 100.0, 500.0, 2500.0)
+
+
+def tuned_ease(
+    fit_part: pd.DataFrame,
+    validation: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    *,
+    k: int = 10,
+    grid: Sequence[float] = EASE_GRID,
+    seed: int = 0,
+    desc: str = "EASE penalty",
+) -> tuple[float, pd.Series]:
+    """EASE's penalty chosen by full-catalogue NDCG@k on ``validation`` (never on test), with
+    EASE fitted on ``fit_part``: the one tuning procedure every notebook gives its EASE row.
+    Returns the chosen ``l2`` and the validation NDCG of every value tried (a table's "configs
+    tried" is ``len(grid)``). Refit with :func:`ease_scores` on all the training data."""
+    return evaluation.tune(
+        lambda l2: evaluation.full_catalogue_metrics(
+            ease_scores(fit_part, n_users, n_items, l2=l2), fit_part, validation, k=k, seed=seed
+        )["ndcg"],
+        grid,
+        desc=desc,
+    )

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recbook.columns import ITEM, USER
+
 
 def frame(df: Any, columns: Iterable[str] = (), what: str = "DataFrame") -> pd.DataFrame:
     """``df`` if it is a DataFrame holding ``columns``; a TypeError/KeyError otherwise."""
@@ -61,13 +63,14 @@ def ids(values: Any, n: int, what: str = "ids") -> np.ndarray:
 
 
 def id_columns(
-    df: pd.DataFrame, n_users: int, n_items: int, col_user: str, col_item: str, what: str
+    df: pd.DataFrame, n_users: int, n_items: int, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The user and item id columns of ``df``, checked against the catalogue sizes."""
-    frame(df, (col_user, col_item), what)
+    """The ``user_id`` and ``item_id`` columns of ``df``, checked against the catalogue sizes
+    (every Dataset is re-indexed to those names; rename a foreign table once, at loading)."""
+    frame(df, (USER, ITEM), what)
     return (
-        ids(df[col_user].to_numpy(), n_users, f"{what}[{col_user!r}]"),
-        ids(df[col_item].to_numpy(), n_items, f"{what}[{col_item!r}]"),
+        ids(df[USER].to_numpy(), n_users, f"{what}[{USER!r}]"),
+        ids(df[ITEM].to_numpy(), n_items, f"{what}[{ITEM!r}]"),
     )
 
 

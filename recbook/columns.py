@@ -1,7 +1,9 @@
 """Column names used across recbook (the Microsoft-recommenders convention).
 
-Every function that takes a DataFrame uses these names as the defaults of its ``col_*``
-keyword arguments, so a table from one module can be handed to another unchanged.
+Every function that takes or returns a DataFrame uses these names, so a table from one module
+can be handed to another unchanged. There is no per-call override: rename a foreign table's
+columns to these once (``df.rename(columns={...})``) rather than threading names through
+every call.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from recbook import checks, metrics
-from recbook.columns import ITEM, USER
 
 Result = Mapping[str, Mapping[str, float]]
 VERDICTS = ("confirmed", "not confirmed", "inconclusive")
@@ -175,14 +174,6 @@ def compare(
     return Comparison(pd.DataFrame(rows))
 
 
-def _as_interval(value: Interval | float | Iterable[float]) -> Interval:
-    if isinstance(value, Interval):
-        return value
-    if np.ndim(value) == 0:
-        return interval([checks.number(value, "measured")])
-    return interval(value)  # type: ignore[arg-type]
-
-
 def verdict(claim: str, difference: Interval, threshold: float = 0.0, spec: str = ".4f") -> str:
     """Print and return the verdict on "``difference`` > ``threshold``".
 
@@ -222,42 +213,17 @@ def in_words(word: str, a: str, b: str, what: str) -> str:
     return f"{a} {RELATIONS[word]} {b} ({what}; verdict: {word})"
 
 
-def verdict_value(
-    claim: str,
-    measured: Interval | float | Iterable[float],
-    claimed: float,
-    tolerance: float,
-    spec: str = ".4f",
-) -> str:
-    """Print and return the verdict on an article's number: "confirmed" when ``claimed`` lies
-    within ``tolerance`` of the measured interval (of the value itself for one run), "not
-    confirmed" otherwise, "inconclusive" when one run of a random procedure cannot tell."""
-    iv = _as_interval(measured)
-    claimed = checks.number(claimed, "claimed")
-    tolerance = checks.number(tolerance, "tolerance", non_negative=True)
-    lo = iv.mean if iv.n < 2 else iv.lo
-    hi = iv.mean if iv.n < 2 else iv.hi
-    word = "confirmed" if lo - tolerance <= claimed <= hi + tolerance else "not confirmed"
-    print(
-        f"{claim}: {word} -- the article says {claimed:{spec}}, measured {iv.format(spec)} "
-        f"(tolerance {tolerance:{spec}})"
-    )
-    return word
-
-
 def full_catalogue_metrics(
     scores: np.ndarray,
     train: pd.DataFrame,
     test: pd.DataFrame,
     k: int = 10,
     seed: int = 0,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> dict[str, float]:
     """Top-k metrics over the whole catalogue with each user's training items removed (the
     default protocol), ties broken at random with ``seed``: precision, recall, hit_rate, ndcg,
     map at ``k`` over users with at least one test item."""
-    per_user = full_catalogue_per_user(scores, train, test, k, seed, col_user, col_item)
+    per_user = full_catalogue_per_user(scores, train, test, k, seed)
     return {name: float(v) for name, v in per_user.mean().items()}
 
 
@@ -267,15 +233,13 @@ def full_catalogue_per_user(
     test: pd.DataFrame,
     k: int = 10,
     seed: int = 0,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> pd.DataFrame:
     """:func:`full_catalogue_metrics` for each evaluated user (rows: user ids)."""
     s = np.asarray(scores, dtype=float)
     if s.ndim != 2:
         raise ValueError(f"scores must be a (users x items) matrix, got shape {s.shape}")
-    relevant = metrics.relevance_matrix(test, *s.shape, col_user=col_user, col_item=col_item)
-    masked = metrics.exclude_seen(s, train, col_user=col_user, col_item=col_item)
+    relevant = metrics.relevance_matrix(test, *s.shape)
+    masked = metrics.exclude_seen(s, train)
     return metrics.per_user_metrics(masked, relevant, k=k, seed=seed)
 
 

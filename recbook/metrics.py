@@ -23,7 +23,6 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from recbook import checks
-from recbook.columns import ITEM, USER
 
 
 def _pair(y_true, y_pred, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,32 +222,24 @@ def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,), seed: int = 0
 # --- from DataFrames -----------------------------------------------------------------------
 
 
-def _pairs(df: pd.DataFrame, n_users: int, n_items: int, col_user: str, col_item: str):
-    return checks.id_columns(df, n_users, n_items, col_user, col_item, "interactions")
+def _pairs(df: pd.DataFrame, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    return checks.id_columns(df, n_users, n_items, "interactions")
 
 
-def relevance_matrix(
-    df: pd.DataFrame,
-    n_users: int,
-    n_items: int,
-    col_user: str = USER,
-    col_item: str = ITEM,
-) -> np.ndarray:
-    """Boolean (users x items) matrix, True where the pair appears in ``df``."""
-    u, i = _pairs(df, n_users, n_items, col_user, col_item)
+def relevance_matrix(df: pd.DataFrame, n_users: int, n_items: int) -> np.ndarray:
+    """Boolean (users x items) matrix, True where the (user_id, item_id) pair appears in ``df``."""
+    u, i = _pairs(df, n_users, n_items)
     rel = np.zeros((n_users, n_items), dtype=bool)
     rel[u, i] = True
     return rel
 
 
-def exclude_seen(
-    scores: np.ndarray, seen: pd.DataFrame, col_user: str = USER, col_item: str = ITEM
-) -> np.ndarray:
-    """A copy of ``scores`` with -inf at every (user, item) pair in ``seen`` (e.g. training
+def exclude_seen(scores: np.ndarray, seen: pd.DataFrame) -> np.ndarray:
+    """A copy of ``scores`` with -inf at every (user_id, item_id) pair in ``seen`` (e.g. training
     interactions), so top-k lists only recommend new items."""
     out = np.array(scores, dtype=float, copy=True)
     if out.ndim != 2:
         raise ValueError(f"scores must be a 2-D (users x items) array, got shape {out.shape}")
-    u, i = _pairs(seen, out.shape[0], out.shape[1], col_user, col_item)
+    u, i = _pairs(seen, out.shape[0], out.shape[1])
     out[u, i] = -np.inf
     return out

@@ -17,6 +17,10 @@ sparse-times-dense product (rows x observed-indicator) @ (columns x vec(x_j x_j^
 systems are factorised by one batched ``numpy.linalg.cholesky``, and the triangular solves loop
 over the few coordinates rather than the many rows. ALS and the sampler start from the truncated
 SVD of the bias-free residuals (``init="spectral"``), which shortens their burn-in.
+
+The module is long on purpose: the fitters share one model type, one early-stopping tracker,
+the spectral start and (ALS and the sampler) the batched normal equations, so split apart each
+would reach into the others' private helpers.
 """
 
 from __future__ import annotations
@@ -77,9 +81,9 @@ class MFModel:
         pred = pred + np.einsum("nk,nk->n", self.user_factors[u], self.item_factors[i])
         return np.clip(pred, *self.rating_range) if clip else pred
 
-    def predict_df(self, df: pd.DataFrame, col_user: str = USER, col_item: str = ITEM):
-        """``predict`` on the user/item columns of a DataFrame."""
-        u, i = checks.id_columns(df, self.n_users, self.n_items, col_user, col_item, "df")
+    def predict_df(self, df: pd.DataFrame) -> np.ndarray:
+        """``predict`` on the ``user_id``/``item_id`` columns of a DataFrame."""
+        u, i = checks.id_columns(df, self.n_users, self.n_items, "df")
         return self.predict(u, i)
 
     def score_matrix(self, clip: bool = False) -> np.ndarray:
@@ -95,13 +99,10 @@ def global_mean_model(
     n_items: int,
     *,
     progress: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> MFModel:
     """The simplest baseline: predict the mean training rating for everyone. (``progress`` is
     accepted so :func:`fit` can pass it to every model; there is nothing to show.)"""
-    u, i, r = _triples(train, n_users, n_items, (col_user, col_item, col_rating), "train")
+    u, i, r = _triples(train, n_users, n_items, "train")
     return MFModel(
         float(r.mean()),
         np.zeros(n_users),
@@ -132,9 +133,6 @@ def fit_sgd(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> MFModel:
     """Biased MF by SGD on observed ratings (loss: squared error + ``reg`` * squared norms).
 
@@ -148,9 +146,8 @@ def fit_sgd(
     checks.number(lr, "lr", positive=True)
     checks.number(reg, "reg", non_negative=True)
     checks.seed(seed)
-    cols = (col_user, col_item, col_rating)
-    u, i, r = _triples(train, n_users, n_items, cols, "train")
-    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
+    u, i, r = _triples(train, n_users, n_items, "train")
+    val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
     P = rng.normal(0.0, init_sd, (n_users, rank))
@@ -320,9 +317,6 @@ def fit_als(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> MFModel:
     """Biased MF by alternating least squares, every row's update in closed form.
 
@@ -339,9 +333,8 @@ def fit_als(
     checks.number(reg, "reg", non_negative=True)
     checks.number(bias_reg, "bias_reg", non_negative=True)
     checks.seed(seed)
-    cols = (col_user, col_item, col_rating)
-    u, i, r = _triples(train, n_users, n_items, cols, "train")
-    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
+    u, i, r = _triples(train, n_users, n_items, "train")
+    val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
@@ -381,17 +374,12 @@ def als_user_step(
     reg: float,
     bias_reg: float = 5.0,
     weighted: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> np.ndarray:
     """One ALS user step on its own: every user's ``[b_u, p_u]`` given ``model``'s items,
     solved together (what :func:`fit_als` does each iteration; exposed to check it by hand)."""
     checks.number(reg, "reg", non_negative=True)
     checks.number(bias_reg, "bias_reg", non_negative=True)
-    u, i, r = _triples(
-        train, model.n_users, model.n_items, (col_user, col_item, col_rating), "train"
-    )
+    u, i, r = _triples(train, model.n_users, model.n_items, "train")
     sides = _Sides(u, i, r, model.n_users, model.n_items)
     target = r - model.global_mean - model.item_bias[i]
     values = _with_targets(sides.mask_user, sides.user_pos, target)
@@ -413,16 +401,21 @@ def fit_biases(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> MFModel:
     """User + item bias baseline (``mu + b_u + c_i``), each bias a damped mean with penalty
     ``reg`` (Koren 2010's baseline predictor, solved by alternating closed-form updates)."""
     model = fit_als(
-        train, n_users, n_items, rank=0, bias_reg=reg, iters=iters, val=val, patience=patience,
-        seed=seed, progress=progress, col_user=col_user, col_item=col_item, col_rating=col_rating,
-    )  # fmt: skip
+        train,
+        n_users,
+        n_items,
+        rank=0,
+        bias_reg=reg,
+        iters=iters,
+        val=val,
+        patience=patience,
+        seed=seed,
+        progress=progress,
+    )
     model.method = "user + item biases"
     return model
 
@@ -442,9 +435,6 @@ def fit_bayes(
     val: pd.DataFrame | None = None,
     seed: int = 0,
     progress: bool = True,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> MFModel:
     """Bayesian biased MF by Gibbs sampling; predictions averaged over ``samples`` draws.
 
@@ -463,9 +453,8 @@ def fit_bayes(
     checks.number(prior_shape, "prior_shape", positive=True)
     checks.number(prior_rate, "prior_rate", positive=True)
     checks.seed(seed)
-    cols = (col_user, col_item, col_rating)
-    u, i, r = _triples(train, n_users, n_items, cols, "train")
-    val_t = _triples(val, n_users, n_items, cols, "val") if val is not None else None
+    u, i, r = _triples(train, n_users, n_items, "train")
+    val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
@@ -629,12 +618,11 @@ def _progress(it, enabled: bool, desc: str):
 
 
 def _triples(
-    df: pd.DataFrame, n_users: int, n_items: int, cols: tuple[str, str, str], what: str
+    df: pd.DataFrame, n_users: int, n_items: int, what: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated (user, item, rating) arrays from a ratings DataFrame; ``cols`` names the
-    user, item and rating columns."""
-    col_user, col_item, col_rating = cols
-    checks.non_empty(checks.frame(df, cols, what), what)
-    u, i = checks.id_columns(df, n_users, n_items, col_user, col_item, what)
-    r = checks.finite_array(df[col_rating].to_numpy(), f"{what}[{col_rating!r}]")
+    """Validated (user, item, rating) arrays from a ratings DataFrame (``user_id``,
+    ``item_id``, ``rating``)."""
+    checks.non_empty(checks.frame(df, (USER, ITEM, RATING), what), what)
+    u, i = checks.id_columns(df, n_users, n_items, what)
+    r = checks.finite_array(df[RATING].to_numpy(), f"{what}[{RATING!r}]")
     return u, i, r

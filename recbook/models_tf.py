@@ -8,16 +8,20 @@ so that ``tf.data`` pipelines made by :func:`make_dataset` feed them by name.
 
 Importing this module imports TensorFlow through :func:`recbook.runtime.import_tensorflow`, so
 notebooks import it before ``keras`` and get no TensorFlow start-up lines in their outputs.
+
+The module is long on purpose: it is the whole Keras side of the book (notebooks 01 and 02).
+The builders, the ``tf.data`` pipelines that feed their named inputs, and the fit and scoring
+helpers that read those names and find layers by type belong together; split, each part would
+import the others' conventions, and a Keras notebook would import three modules for one model.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 from recbook import checks, splits
 from recbook.columns import ITEM, USER
-from recbook.runtime import import_tensorflow, record, seed_everything
+from recbook.runtime import import_tensorflow
 
 tf = import_tensorflow()  # before keras: keeps TensorFlow's C++ start-up lines out of outputs
 
@@ -27,7 +31,6 @@ import pandas as pd  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 __all__ = [
-    "start_notebook",
     "ItemScores",
     "dot_product_model",
     "embedding_tables",
@@ -42,54 +45,7 @@ __all__ = [
     "score_all",
     "score_pairs",
     "tabular_features",
-    "tf_device",
 ]
-
-
-def tf_device(preferred: str = "auto") -> str:
-    """The device TensorFlow will compute on: ``$RECBOOK_DEVICE`` > ``preferred`` > GPU > CPU.
-
-    TensorFlow places operations itself; this only hides the GPU when ``"cpu"`` is asked for
-    and fails loudly when a GPU is asked for but not visible (the same rule as
-    :func:`recbook.runtime.device` for PyTorch). Call it before building any model.
-    """
-    choice = str(os.environ.get("RECBOOK_DEVICE") or preferred).lower()
-    if choice not in ("auto", "cpu", "cuda", "gpu", "mps"):
-        raise ValueError(f"unknown device {choice!r}; use one of auto, cpu, cuda, gpu, mps")
-    gpus = tf.config.list_physical_devices("GPU")
-    if choice == "cpu":
-        if gpus:
-            try:
-                tf.config.set_visible_devices([], "GPU")
-            except RuntimeError as err:  # TF already initialised its devices
-                raise RuntimeError(
-                    "DEVICE='cpu' must be chosen before TensorFlow runs anything; "
-                    "restart the kernel and call tf_device first"
-                ) from err
-        return "/CPU:0"
-    if choice != "auto" and not gpus:
-        raise RuntimeError(
-            f"DEVICE={choice!r} but TensorFlow sees no GPU "
-            f"(devices: {tf.config.list_physical_devices()}); use DEVICE='auto' or 'cpu'"
-        )
-    return "/GPU:0" if gpus else "/CPU:0"
-
-
-def start_notebook(device: str = "auto", seed: int = 0) -> str:
-    """The set-up every Keras notebook starts with: seed, pick the device (:func:`tf_device`),
-    silence retracing notices, small plots, print the versions and devices, and record the
-    device for the runner. Returns the TensorFlow device string."""
-    from recbook import plots
-
-    seed_everything(seed)
-    chosen = tf_device(device)
-    tf.get_logger().setLevel("ERROR")  # no retracing notices in the outputs
-    plots.setup()
-    print("TensorFlow", tf.__version__, "| Keras", keras.__version__)
-    print("visible devices:", [d.device_type for d in tf.config.list_physical_devices()])
-    print("TensorFlow computes on", chosen)
-    record("device", chosen.strip("/").split(":")[0].lower())  # "cpu" or "gpu"
-    return chosen
 
 
 class ClickHistory(layers.Layer):
@@ -152,7 +108,7 @@ def set_click_history(model: keras.Model, clicks: pd.DataFrame) -> None:
     layer = next((x for x in _all_layers(model) if isinstance(x, ClickHistory)), None)
     if layer is None:
         raise ValueError(f"model {model.name!r} has no click history; build it with history=")
-    users, items = checks.id_columns(clicks, layer.n_users, layer.n_items, USER, ITEM, "clicks")
+    users, items = checks.id_columns(clicks, layer.n_users, layer.n_items, "clicks")
     table = np.zeros((layer.n_users, layer.n_items), dtype="float32")
     table[users, items] = 1.0  # a repeated click counts once
     layer.clicks.assign(table)

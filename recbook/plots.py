@@ -38,7 +38,7 @@ def learning_curves(frame: pd.DataFrame, ax=None, title: str = "learning curves"
     return ax
 
 
-# --- data tour (added for notebook 00): long tails and heatmaps --------------------------------
+# --- data tour: long tails and heatmaps ------------------------------------------------------
 
 
 def long_tail(counts, ax=None, title: str = "popularity long tail", label: str | None = None):

@@ -91,27 +91,108 @@ def seed_everything(seed: int) -> None:
         keras.utils.set_random_seed(seed)
 
 
-def device(preferred: str = "auto"):
-    """The torch device to use: ``$RECBOOK_DEVICE`` > ``preferred`` > cuda > mps > cpu.
+FRAMEWORKS = ("torch", "tensorflow", "numpy")
 
-    Asking for a device that is not present is an error rather than a silent fall-back, so an
-    instructor who sets ``DEVICE="cuda"`` learns at once that the GPU is not visible.
-    """
+
+def _choose_device(preferred: str, *, cuda: bool, mps: bool, framework: str) -> str:
+    """The one device rule for every framework: ``$RECBOOK_DEVICE`` > ``preferred`` > cuda >
+    mps > cpu. Asking for a device that is absent is an error, not a silent fall-back, so an
+    instructor who sets ``DEVICE="cuda"`` learns at once that the GPU is not visible."""
+    choice = str(os.environ.get(DEVICE_ENV) or preferred).lower()
+    choice = "cuda" if choice == "gpu" else choice
+    if choice not in _DEVICE_CHOICES:
+        raise ValueError(
+            f"unknown device {choice!r}; use one of {', '.join(_DEVICE_CHOICES)} (or 'gpu')"
+        )
+    if choice == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if choice == "cuda" and not cuda:
+        raise RuntimeError(
+            f"DEVICE='cuda' but {framework} sees no CUDA GPU; use DEVICE='auto' or 'cpu'"
+        )
+    if choice == "mps" and not mps:
+        raise RuntimeError(f"DEVICE='mps' but {framework} sees no MPS; use DEVICE='auto' or 'cpu'")
+    return choice
+
+
+def device(preferred: str = "auto"):
+    """The torch device to use: ``$RECBOOK_DEVICE`` > ``preferred`` > cuda > mps > cpu."""
     import torch
 
-    choice = os.environ.get(DEVICE_ENV) or preferred
-    choice = str(choice).lower()
-    if choice not in _DEVICE_CHOICES:
-        raise ValueError(f"unknown device {choice!r}; use one of {', '.join(_DEVICE_CHOICES)}")
-    cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if choice == "auto":
-        choice = "cuda" if cuda else "mps" if mps else "cpu"
-    if choice == "cuda" and not cuda:
-        raise RuntimeError("DEVICE='cuda' but torch sees no CUDA GPU; use DEVICE='auto' or 'cpu'")
-    if choice == "mps" and not mps:
-        raise RuntimeError("DEVICE='mps' but MPS is not available; use DEVICE='auto' or 'cpu'")
-    return torch.device(choice)
+    name = _choose_device(preferred, cuda=torch.cuda.is_available(), mps=mps, framework="torch")
+    return torch.device(name)
+
+
+def tensorflow_device(preferred: str = "auto") -> str:
+    """The device TensorFlow computes on (``"/CPU:0"`` or ``"/GPU:0"``), by the same rule as
+    :func:`device`. TensorFlow places operations itself; ``"cpu"`` hides its GPUs, which must
+    happen before TensorFlow runs anything."""
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")  # tensorflow-metal's MPS device shows here too
+    name = _choose_device(preferred, cuda=bool(gpus), mps=bool(gpus), framework="TensorFlow")
+    if name != "cpu":
+        return "/GPU:0"
+    if gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as err:  # TensorFlow already initialised its devices
+            raise RuntimeError(
+                "DEVICE='cpu' must be chosen before TensorFlow runs anything; restart the "
+                "kernel and call runtime.start first"
+            ) from err
+    return "/CPU:0"
+
+
+def start(
+    device: str = "auto", seed: int = 0, *, framework: str = "torch", threads: int | None = None
+):
+    """The first cell of every notebook: seed, thread limits, one device rule, small plots,
+    and the device recorded for the runner (``record("device", ...)``). Returns the device:
+    a ``torch.device`` for ``framework="torch"``, ``"/CPU:0"`` or ``"/GPU:0"`` for
+    ``"tensorflow"``, ``"cpu"`` for ``"numpy"`` (whose notebooks still accept ``DEVICE``).
+
+    Seeding comes first, before the framework's first import here, so a notebook that moved to
+    this front door draws exactly the numbers it drew before. ``threads`` limits BLAS (and
+    torch's intra-op threads): the models of these notebooks are small, and one thread is
+    fastest on a busy CPU.
+    """
+    checks.one_of(framework, FRAMEWORKS, "framework")
+    seed_everything(seed)
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(checks.integer(threads, "threads", minimum=1))
+    from recbook import plots
+
+    plots.setup()
+    if framework == "tensorflow":
+        tf = import_tensorflow()
+        import keras
+
+        chosen = tensorflow_device(device)
+        tf.get_logger().setLevel("ERROR")  # no retracing notices in the outputs
+        print("TensorFlow", tf.__version__, "| Keras", keras.__version__)
+        print("TensorFlow computes on", chosen)
+        record("device", chosen.strip("/").split(":")[0].lower())  # "cpu" or "gpu"
+        return chosen
+    if framework == "numpy":
+        checks.one_of(str(device).lower(), (*_DEVICE_CHOICES, "gpu"), "device")
+        print("numpy computes on the CPU (DEVICE is accepted, not used)")
+        record("device", "cpu")
+        return "cpu"
+    return _start_torch(device, threads)
+
+
+def _start_torch(preferred: str, threads: int | None):
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    chosen = device(preferred)
+    print(f"torch computes on {chosen} with {torch.get_num_threads()} thread(s)")
+    record("device", str(chosen))
+    return chosen
 
 
 def installed_version(package: str) -> str | None:

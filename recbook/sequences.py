@@ -33,19 +33,12 @@ IGNORE = -100  # target value that the loss skips (padding, unmasked cloze posit
 # --- sequences and batches ---------------------------------------------------------------
 
 
-def user_sequences(
-    events: pd.DataFrame,
-    n_users: int,
-    n_items: int,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_time: str = TIMESTAMP,
-) -> list[np.ndarray]:
+def user_sequences(events: pd.DataFrame, n_users: int, n_items: int) -> list[np.ndarray]:
     """Each user's item ids in time order (ties keep the frame's row order); users without
     events get an empty array, so ``result[u]`` is always user ``u``'s sequence."""
-    checks.frame(events, (col_user, col_item, col_time), "events")
-    users, items = checks.id_columns(events, n_users, n_items, col_user, col_item, "events")
-    order = np.lexsort((np.arange(len(users)), events[col_time].to_numpy(), users))
+    checks.frame(events, (USER, ITEM, TIMESTAMP), "events")
+    users, items = checks.id_columns(events, n_users, n_items, "events")
+    order = np.lexsort((np.arange(len(users)), events[TIMESTAMP].to_numpy(), users))
     users, items = users[order], items[order]
     bounds = np.searchsorted(users, np.arange(n_users + 1))
     return [items[bounds[u] : bounds[u + 1]] for u in range(n_users)]
@@ -354,13 +347,6 @@ class SequenceModel(nn.Module):
             maps.append(w[0].cpu().numpy())
         self.train(was)
         return maps
-
-
-def next_item_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Full-softmax cross-entropy over every catalogue item, skipping ``IGNORE`` targets."""
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
-    )
 
 
 class _AtTargets(nn.Module):

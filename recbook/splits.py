@@ -1,7 +1,7 @@
 """Train/test splits and negative sampling, each built so that no test row leaks into training.
 
-All functions take the shop's column names (``user_id``, ``item_id``, ``timestamp``) and return
-new DataFrames; none drops a row without saying so in its docstring.
+All functions read the column names of :mod:`recbook.columns` (``user_id``, ``item_id``,
+``timestamp``) and return new DataFrames; none drops a row without saying so in its docstring.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ def _rows(df: pd.DataFrame, columns: tuple[str, ...], what: str = "df") -> pd.Da
     return checks.non_empty(checks.frame(df, columns, what), what)
 
 
-def _pair_ids(
-    df: pd.DataFrame, n_items: int, col_user: str, col_item: str, what: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _pair_ids(df: pd.DataFrame, n_items: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """User ids (non-negative integers) and item ids (``0..n_items-1``) of ``df``, checked,
     so that ``user * n_items + item`` codes a pair uniquely."""
-    users = checks.ids(df[col_user].to_numpy(), _CODE_LIMIT // n_items, f"{what}[{col_user!r}]")
-    items = checks.ids(df[col_item].to_numpy(), n_items, f"{what}[{col_item!r}]")
+    _rows(df, (USER, ITEM), what)
+    users = checks.ids(df[USER].to_numpy(), _CODE_LIMIT // n_items, f"{what}[{USER!r}]")
+    items = checks.ids(df[ITEM].to_numpy(), n_items, f"{what}[{ITEM!r}]")
     return users, items
 
 
@@ -41,16 +40,16 @@ def random_split(
 
 
 def per_user_split(
-    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0, col_user: str = USER
+    df: pd.DataFrame, test_size: float = 0.2, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's rows split in the ratio ``test_size``, so every test user is known in
     training. A user with n rows puts ``floor(n * test_size)`` of them in test (none if n = 1)."""
-    _rows(df, (col_user,))
+    _rows(df, (USER,))
     checks.fraction(test_size, "test_size")
     rng = np.random.default_rng(checks.seed(seed))
     shuffled = df.iloc[rng.permutation(len(df))]
-    position = shuffled.groupby(col_user, sort=False).cumcount().to_numpy()
-    size = shuffled.groupby(col_user, sort=False)[col_user].transform("size").to_numpy()
+    position = shuffled.groupby(USER, sort=False).cumcount().to_numpy()
+    size = shuffled.groupby(USER, sort=False)[USER].transform("size").to_numpy()
     is_test = position < np.floor(size * test_size)
     return (
         shuffled[~is_test].sort_index().reset_index(drop=True),
@@ -58,15 +57,13 @@ def per_user_split(
     )
 
 
-def leave_last_out(
-    df: pd.DataFrame, col_user: str = USER, col_time: str = TIMESTAMP
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def leave_last_out(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's latest row goes to test (ties broken by row order); users with a single row
     stay entirely in train."""
-    _rows(df, (col_user, col_time))
-    ordered = df.reset_index(drop=True).sort_values([col_user, col_time], kind="stable")
-    last = ~ordered.duplicated(col_user, keep="last").to_numpy()
-    many = ordered.groupby(col_user)[col_user].transform("size").to_numpy() > 1
+    _rows(df, (USER, TIMESTAMP))
+    ordered = df.reset_index(drop=True).sort_values([USER, TIMESTAMP], kind="stable")
+    last = ~ordered.duplicated(USER, keep="last").to_numpy()
+    many = ordered.groupby(USER)[USER].transform("size").to_numpy() > 1
     is_test = last & many
     return (
         ordered[~is_test].sort_index().reset_index(drop=True),
@@ -78,19 +75,18 @@ def temporal_split(
     df: pd.DataFrame,
     quantile: float = 0.8,
     cutoff: int | None = None,
-    col_time: str = TIMESTAMP,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Everything before a global time cut is train, the rest test — the split a live system
     faces. ``cutoff`` (a timestamp) overrides ``quantile``. Test may contain users and items
     never seen in training; filter them explicitly if a model cannot score them."""
-    _rows(df, (col_time,))
-    times = df[col_time]
+    _rows(df, (TIMESTAMP,))
+    times = df[TIMESTAMP]
     bad = times.isna().to_numpy().copy()
     if pd.api.types.is_numeric_dtype(times) and not pd.api.types.is_bool_dtype(times):
         bad |= ~np.isfinite(times.to_numpy(dtype=float))
     if bad.any():
         raise ValueError(
-            f"df[{col_time!r}] has {int(bad.sum())} missing or infinite timestamps; a row "
+            f"df[{TIMESTAMP!r}] has {int(bad.sum())} missing or infinite timestamps; a row "
             "without a time belongs to neither side of a time cut: drop or fill them first"
         )
     if cutoff is None:
@@ -109,15 +105,14 @@ def cold_start_items(
     item_fraction: float = 0.2,
     seed: int = 0,
     items: np.ndarray | None = None,
-    col_item: str = ITEM,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Hold out whole items: every row of a cold item is in test, none in train.
 
     Cold items are ``items`` if given (e.g. the shop's late releases), otherwise a random
     ``item_fraction`` of the items present. Returns ``(train, test, cold_item_ids)``.
     """
-    _rows(df, (col_item,))
-    present = np.unique(df[col_item].to_numpy())
+    _rows(df, (ITEM,))
+    present = np.unique(df[ITEM].to_numpy())
     if items is None:
         checks.fraction(item_fraction, "item_fraction")
         n_cold = max(1, int(round(item_fraction * len(present))))
@@ -131,7 +126,7 @@ def cold_start_items(
             raise ValueError(
                 f"{len(unknown)} cold item id(s) never occur in df, e.g. {unknown[:5]}"
             )
-    is_test = np.isin(df[col_item].to_numpy(), cold)
+    is_test = np.isin(df[ITEM].to_numpy(), cold)
     if is_test.all():
         raise ValueError("every row belongs to a cold item; nothing is left to train on")
     return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True), cold
@@ -148,8 +143,6 @@ def sample_negatives(
     strategy: str = "uniform",
     seed: int = 0,
     seen: pd.DataFrame | None = None,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> pd.DataFrame:
     """``n_neg`` negative items for every row of ``df``, never an item the user has seen.
 
@@ -163,11 +156,8 @@ def sample_negatives(
     n_neg = checks.integer(n_neg, "n_neg", minimum=1)
     checks.one_of(strategy, ("uniform", "popularity"), "strategy")
     checks.seed(seed)
-    users, _ = _pair_ids(_rows(df, (col_user, col_item)), n_items, col_user, col_item, "df")
-    seen = df if seen is None else seen
-    seen_users, seen_items = _pair_ids(
-        _rows(seen, (col_user, col_item), "seen"), n_items, col_user, col_item, "seen"
-    )
+    users, _ = _pair_ids(df, n_items, "df")
+    seen_users, seen_items = _pair_ids(df if seen is None else seen, n_items, "seen")
     seen_codes = np.unique(_pair_codes(seen_users, seen_items, n_items))
     per_user_seen = pd.Series(seen_codes // n_items).value_counts()
     full = per_user_seen[per_user_seen >= n_items]
@@ -197,16 +187,16 @@ def sample_negatives(
                 f"user {user}: every item with a popularity count is seen; use strategy='uniform'"
             )
         items[rows] = rng.choice(unseen, size=len(rows), p=w / w.sum())
-    return pd.DataFrame({col_user: users, col_item: items})
+    return pd.DataFrame({USER: users, ITEM: items})
 
 
 def add_negatives(
     df: pd.DataFrame, n_items: int, n_neg: int = 4, seed: int = 0, **kwargs
 ) -> pd.DataFrame:
-    """``df``'s pairs labelled 1 plus ``n_neg`` sampled negatives per row labelled 0."""
+    """``df``'s (user_id, item_id) pairs labelled 1 plus ``n_neg`` sampled negatives per row
+    labelled 0; ``kwargs`` (``strategy``, ``seen``) go to :func:`sample_negatives`."""
     negatives = sample_negatives(df, n_items, n_neg=n_neg, seed=seed, **kwargs)
-    cols = list(negatives.columns)
-    positives = df[cols].assign(**{LABEL: 1.0})
+    positives = df[[USER, ITEM]].assign(**{LABEL: 1.0})
     return pd.concat([positives, negatives.assign(**{LABEL: 0.0})], ignore_index=True)
 
 
@@ -216,8 +206,6 @@ def sample_eval_candidates(
     n_items: int,
     n_neg: int = 99,
     seed: int = 0,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> np.ndarray:
     """The sampled-ranking protocol (NCF, Rendle et al. 2020): for each test row, its positive
     item in column 0 followed by ``n_neg`` distinct items the user has not seen (``seen`` should
@@ -226,12 +214,8 @@ def sample_eval_candidates(
     n_items = checks.integer(n_items, "n_items", minimum=2)
     n_neg = checks.integer(n_neg, "n_neg", minimum=1, maximum=n_items - 1)
     checks.seed(seed)
-    users, test_items = _pair_ids(
-        _rows(test, (col_user, col_item), "test"), n_items, col_user, col_item, "test"
-    )
-    seen_users, seen_items = _pair_ids(
-        _rows(seen, (col_user, col_item), "seen"), n_items, col_user, col_item, "seen"
-    )
+    users, test_items = _pair_ids(test, n_items, "test")
+    seen_users, seen_items = _pair_ids(seen, n_items, "seen")
     uniq, row_of = np.unique(users, return_inverse=True)
     seen_mask = np.zeros((len(uniq), n_items), dtype=bool)
     pos = np.searchsorted(uniq, seen_users)

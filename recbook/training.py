@@ -1,12 +1,14 @@
 """The PyTorch fit loop every notebook shares: minibatches on the device, a progress bar,
-early stopping on a validation loss, and the history as a DataFrame."""
+early stopping on a validation loss, and the history as a DataFrame. DP-SGD trains through it
+too (:meth:`recbook.privacy.dp_sgd.DPTraining.fit`), hence the progress-bar ``postfix`` and
+the empty Poisson batches it accepts."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -106,12 +108,18 @@ def fit(
     patience: int | None = None,
     desc: str = "train",
     progress: bool = True,
+    postfix: Callable[[], Mapping[str, object]] | None = None,
 ) -> History:
     """Train ``model`` for up to ``epochs``; each batch is ``(*inputs, target)``.
 
     With ``val_batches`` the validation loss is tracked; with ``patience`` training stops after
     that many epochs without improvement and the best weights are restored (early stopping is
     what lets one default generalise across datasets of different sizes).
+
+    ``postfix`` adds values to the progress bar after each epoch (DP-SGD shows the ε spent so
+    far); it is called only when the bar is shown. A batch with no rows, which Poisson sampling
+    can draw, still takes its optimizer step (for DP-SGD a step of noise alone, which the
+    accounting counts) but adds nothing to the epoch's mean loss.
     """
     checks.integer(epochs, "epochs", minimum=1)
     if patience is not None:
@@ -125,12 +133,12 @@ def fit(
     bar = tqdm(total=epochs, desc=desc, disable=not progress, leave=True, unit="epoch")
     for epoch in range(1, epochs + 1):
         model.train()
-        t0, total, count = time.perf_counter(), 0.0, 0
+        t0, total, count, step = time.perf_counter(), 0.0, 0, 0
         for step, batch in enumerate(train_batches, 1):
             *inputs, target = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(*inputs), target)
-            value = float(loss.detach())
+            value = float(loss.detach()) if len(target) else 0.0  # an empty mean is NaN
             if not math.isfinite(value):  # before the step, so the weights stay finite
                 bar.close()
                 raise ValueError(
@@ -141,18 +149,21 @@ def fit(
             optimizer.step()
             total += value * len(target)
             count += len(target)
-        if count == 0:
+        if step == 0:
             bar.close()
             raise ValueError(
                 f"{desc}: train_batches yielded no batches in epoch {epoch}; pass a non-empty, "
                 "re-iterable source (a TensorBatches or DataLoader, not a used-up generator)"
             )
-        row = {"epoch": epoch, "train_loss": total / count}
+        row = {"epoch": epoch, "train_loss": total / count if count else math.nan}
         if val_batches is not None:
             row["val_loss"] = evaluate_loss(model, val_batches, loss_fn, device)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.endswith("loss")})
+        shown = {k: f"{v:.4f}" for k, v in row.items() if k.endswith("loss")}
+        if progress and postfix is not None:
+            shown.update(postfix())
+        bar.set_postfix(shown)
         bar.update(1)
         watched = row.get("val_loss", row["train_loss"])
         if watched < best_loss:

@@ -36,3 +36,11 @@ def tiny_ratings():
 def rating_tensors():
     """``rating_tensors(df)`` -> (user, item, rating) tensors."""
     return as_rating_tensors
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every notebook nbval collects carries the ``notebooks`` marker, so ``make check`` can
+    leave them out with ``-m "not notebooks"``."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebooks)

@@ -1,6 +1,7 @@
-"""Tests of recbook.audit's one-run ε audit (Steinke, Nasr & Jagielski 2023): the p-value and
-the lower bound against closed forms, soundness on randomised response, and the audit of a real
-DP-SGD run (lower bound <= the accountant's ε) and of a non-private run (a large lower bound)."""
+"""Tests of recbook.privacy.audit's one-run ε audit (Steinke, Nasr & Jagielski 2023): the
+p-value and the lower bound against closed forms, soundness on randomised response, and the
+audit of a real DP-SGD run (lower bound <= the accountant's ε) and of a non-private run
+(a large lower bound)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import scipy.stats
 import torch
 from torch import nn
 
-from recbook import audit, dp_sgd, privacy, training
+from recbook import privacy, training
 from recbook.models_torch import BiasedMF
+from recbook.privacy import audit
 
 torch.set_num_threads(1)
 
@@ -110,10 +112,10 @@ def test_dp_sgd_audit_stays_below_the_accountant(tiny_ratings, rating_tensors):
     torch.manual_seed(0)
     model = BiasedMF(40 + len(canaries), 30, dim=4, global_mean=3.0)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    dp = dp_sgd.make_private(
+    dp = privacy.make_private(
         model,
         opt,
-        dp_sgd.tensor_loader(*rating_tensors(df), batch_size=200),
+        privacy.tensor_loader(*rating_tensors(df), batch_size=200),
         nn.MSELoss(),
         target_epsilon=2.0,
         delta=privacy.default_delta(len(df)),

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbook import baselines
+from recbook import baselines, evaluation
 
 
 def test_ease_matches_the_closed_form_by_hand():
@@ -48,3 +48,20 @@ def test_bad_input():
         baselines.ease_weights(baselines.interaction_matrix(df, 1, 8), l2=0)
     with pytest.raises(KeyError, match="item_id"):
         baselines.popularity_scores(pd.DataFrame({"x": [1]}), 1, 2)
+
+
+def test_tuned_ease_picks_the_best_validation_ndcg():
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame({"user_id": rng.integers(0, 40, 600), "item_id": rng.integers(0, 25, 600)})
+    pairs = pairs.drop_duplicates().reset_index(drop=True)
+    fit_part, validation = pairs.iloc[:450], pairs.iloc[450:]
+    l2, curve = baselines.tuned_ease(fit_part, validation, 40, 25, k=5, grid=(1.0, 50.0, 1e4))
+    by_hand = {
+        v: evaluation.full_catalogue_metrics(
+            baselines.ease_scores(fit_part, 40, 25, l2=v), fit_part, validation, k=5
+        )["ndcg"]
+        for v in (1.0, 50.0, 1e4)
+    }
+    assert list(curve.index) == [1.0, 50.0, 1e4]
+    np.testing.assert_allclose(curve.to_numpy(), list(by_hand.values()))
+    assert l2 == max(by_hand, key=by_hand.get)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,21 +14,13 @@ FIXTURE = ROOT / "data" / "fixtures" / "ml-100k"
 RANKING_KEYS = {"ndcg@10", "precision@10", "recall@10", "map@10", "fit_s", "peer", "model"}
 
 
-def load(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # ranking.py imports mf.py's file writer
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / name)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def ranking():
     import torch
 
     before = torch.get_num_threads()
-    module = load("ranking.py")
+    from benchmarks import ranking as module
+
     module.threads(1)
     yield module
     torch.set_num_threads(before)
@@ -38,7 +28,9 @@ def ranking():
 
 @pytest.fixture(scope="module")
 def bench_mf():
-    return load("mf.py")
+    from benchmarks import mf
+
+    return mf
 
 
 def test_synthetic_interactions_have_the_promised_shape(ranking):

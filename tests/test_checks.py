@@ -57,12 +57,12 @@ def test_ids_refuses(values, match):
 
 def test_id_columns_checks_both_columns():
     df = pd.DataFrame({columns.USER: [0, 1], columns.ITEM: [2, 0]})
-    u, i = checks.id_columns(df, 2, 3, columns.USER, columns.ITEM, "train")
+    u, i = checks.id_columns(df, 2, 3, "train")
     assert u.tolist() == [0, 1] and i.tolist() == [2, 0]
     with pytest.raises(ValueError, match=r"train\['item_id'\] must lie in 0\.\.1"):
-        checks.id_columns(df, 2, 2, columns.USER, columns.ITEM, "train")
+        checks.id_columns(df, 2, 2, "train")
     with pytest.raises(KeyError, match="train lacks"):
-        checks.id_columns(df, 2, 3, "u", columns.ITEM, "train")
+        checks.id_columns(df.rename(columns={columns.USER: "u"}), 2, 3, "train")
 
 
 def test_finite_array():

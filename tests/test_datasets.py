@@ -567,6 +567,40 @@ def test_bad_names_and_paths_are_clear_errors(tmp_path):
         datasets.load_movielens("100k", path=broken)
 
 
+@pytest.mark.parametrize("name", datasets.DATASETS)
+def test_every_dataset_takes_path_none(name, monkeypatch):
+    """A notebook passes its DATA_PATH whatever its DATASET: None means the default source
+    (the generator for the shop, the verified download for public data)."""
+    if name == "shop":
+        sizes = {"n_users": 20, "n_items": 30, "n_events": 400, "seed": 5}
+        by_name = datasets.load("shop", path=None, **sizes)
+        pd.testing.assert_frame_equal(by_name.events, datasets.load_shop(**sizes).events)
+        return
+
+    def offline(self, fname, *args, **kwargs):
+        raise requests.ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(pooch.Pooch, "fetch", offline)
+    with pytest.raises(DataUnavailableError, match="path="):
+        datasets.load(name, path=None)
+
+
+@pytest.mark.filterwarnings("ignore::recbook.datasets.UnverifiedDataWarning")
+def test_load_passes_path_to_the_public_loaders():
+    ml = datasets.load("movielens-100k", FIX / "ml-100k", split="u1")  # path may be positional
+    direct = datasets.load_movielens("100k", path=FIX / "ml-100k", split="u1")
+    pd.testing.assert_frame_equal(ml.train, direct.train)
+    retail = datasets.load("online-retail", path=RETAIL_XLSX)
+    pd.testing.assert_frame_equal(
+        retail.events, datasets.load_online_retail(path=RETAIL_XLSX).events
+    )
+
+
+def test_a_path_for_the_shop_is_refused():
+    with pytest.raises(ValueError, match="the shop is generated from a seed: path= is for public"):
+        datasets.load("shop", path=FIX / "ml-100k")
+
+
 def test_data_dir_follows_the_environment(cache, monkeypatch):
     assert datasets.data_dir() == cache
     monkeypatch.delenv("RECBOOK_DATA")

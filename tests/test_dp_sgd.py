@@ -1,5 +1,6 @@
-"""Tests of recbook.dp_sgd: DP-SGD through Opacus's PrivacyEngine and through the one-backward
-embedding clipping, checked against per-example gradients computed one example at a time."""
+"""Tests of DP-SGD (recbook.privacy.dp_sgd and its sampling, clipping and mechanisms modules):
+through Opacus's PrivacyEngine and through the one-backward embedding clipping, checked against
+per-example gradients computed one example at a time."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from recbook import dp_sgd, privacy, training
+from recbook import privacy, training
 from recbook.models_torch import MLP, BiasedMF
+from recbook.privacy import clipping, mechanisms
 
 torch.set_num_threads(1)
-CLIPPERS = dp_sgd.CLIPPERS
+CLIPPERS = privacy.CLIPPERS
 
 
 def _dp_setup(
@@ -31,10 +33,10 @@ def _dp_setup(
     torch.manual_seed(0)
     model = BiasedMF(40, 30, dim=4, global_mean=3.0) if model is None else model
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    loader = dp_sgd.tensor_loader(*rating_tensors(df), batch_size=batch_size, seed=0)
+    loader = privacy.tensor_loader(*rating_tensors(df), batch_size=batch_size, seed=0)
     delta = privacy.default_delta(len(df)) if delta is None else delta
     kwargs = {"secure_mode": False, "seed": 0} | kwargs
-    return dp_sgd.make_private(
+    return privacy.make_private(
         model,
         opt,
         loader,
@@ -107,10 +109,10 @@ def test_make_private_refuses_a_nan_learning_rate(tiny_ratings, rating_tensors):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
     opt.param_groups[0]["lr"] = float("nan")  # torch checks only at construction
     with pytest.raises(ValueError, match="learning rate must be a finite number"):
-        dp_sgd.make_private(
+        privacy.make_private(
             model,
             opt,
-            dp_sgd.tensor_loader(*rating_tensors(tiny_ratings()), batch_size=200),
+            privacy.tensor_loader(*rating_tensors(tiny_ratings()), batch_size=200),
             nn.MSELoss(),
             target_epsilon=1.0,
             delta=1e-5,
@@ -124,7 +126,7 @@ def test_make_private_needs_a_dataloader():
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     batches = training.TensorBatches(torch.zeros(8, dtype=torch.long), torch.zeros(8))
     with pytest.raises(TypeError, match="tensor_loader"):
-        dp_sgd.make_private(
+        privacy.make_private(
             model,
             opt,
             batches,
@@ -143,23 +145,23 @@ def test_fast_embedding_norms_match_opacus():
     layer = nn.Embedding(10, 3)
     ids = torch.randint(0, 10, (16,))
     back = torch.randn(16, 3)
-    ours = dp_sgd._one_row_embedding_norms(layer, [ids], back)[layer.weight]
+    ours = clipping._one_row_embedding_norms(layer, [ids], back)[layer.weight]
     theirs = compute_embedding_norm_sample(layer, [ids], back)[layer.weight]
     assert torch.allclose(ours, theirs, atol=1e-6)
     # sequences of ids (several rows per example) go to Opacus's general algorithm
     seq = torch.tensor([[1, 1], [2, 0], [2, 0]])
     back2 = torch.tensor([[[0.2], [0.2]], [[0.3], [0.1]], [[0.3], [0.1]]])
     layer1 = nn.Embedding(3, 1)
-    got = dp_sgd._one_row_embedding_norms(layer1, [seq], back2)[layer1.weight]
+    got = clipping._one_row_embedding_norms(layer1, [seq], back2)[layer1.weight]
     assert torch.allclose(got, torch.tensor([0.4, 0.3162, 0.3162]), atol=1e-4)
 
 
 def test_tensor_loader_batches_are_tensors():
-    loader = dp_sgd.tensor_loader(torch.arange(10), torch.arange(10.0), batch_size=4)
+    loader = privacy.tensor_loader(torch.arange(10), torch.arange(10.0), batch_size=4)
     first = next(iter(loader))
     assert isinstance(first, tuple) and first[0].shape == (4,)
     with pytest.raises(ValueError, match="batch_size"):
-        dp_sgd.tensor_loader(torch.arange(10), batch_size=0)
+        privacy.tensor_loader(torch.arange(10), batch_size=0)
 
 
 # --- the one-backward embedding clipping -----------------------------------------------------
@@ -206,7 +208,7 @@ def test_embedding_rows_clipping_equals_per_example_clipping():
     users, items, ratings = _batch()
     expected, norms = _clipped_sum_one_by_one(model, users, items, ratings, max_grad_norm=8.0)
     assert 0.2 < (norms > 8.0).mean() < 0.8  # some examples are clipped, some are not
-    criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), max_grad_norm=8.0)
+    criterion = privacy.EmbeddingRowClipping(model, nn.MSELoss(), max_grad_norm=8.0)
     model.train()
     loss = criterion(model(users, items), ratings)
     np.testing.assert_allclose(loss.per_example_norms().detach().numpy(), norms, rtol=1e-5)
@@ -229,19 +231,19 @@ def test_embedding_rows_clipping_equals_opacus_ghost_clipping():
         model = _spread_mf(seed=2)
         model.train()
         if clipper == "opacus":
-            dp_sgd._register_fast_embedding_norms()
+            clipping._register_fast_embedding_norms()
             opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
             module, _, criterion, _ = PrivacyEngine().make_private(
                 module=model,
                 optimizer=opt,
                 criterion=nn.MSELoss(),
-                data_loader=dp_sgd.tensor_loader(users, items, ratings, batch_size=48),
+                data_loader=privacy.tensor_loader(users, items, ratings, batch_size=48),
                 noise_multiplier=1.0,
                 max_grad_norm=8.0,
                 grad_sample_mode="ghost",
             )
         else:
-            module, criterion = model, dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 8.0)
+            module, criterion = model, privacy.EmbeddingRowClipping(model, nn.MSELoss(), 8.0)
         criterion(module(users, items), ratings).backward()
         grads[clipper] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
     for ours, theirs in zip(grads["embedding_rows"], grads["opacus"]):
@@ -251,7 +253,7 @@ def test_embedding_rows_clipping_equals_opacus_ghost_clipping():
 def test_embedding_rows_clipping_evaluates_without_gradients():
     model = _spread_mf()
     users, items, ratings = _batch()
-    criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 1.0)
+    criterion = privacy.EmbeddingRowClipping(model, nn.MSELoss(), 1.0)
     model.eval()
     with torch.no_grad():
         loss = criterion(model(users, items), ratings)
@@ -289,27 +291,27 @@ class _SequenceModel(nn.Module):
 
 def test_embedding_rows_clipping_refuses_models_it_cannot_clip_exactly():
     with pytest.raises(ValueError, match=r"\['net.0.weight', 'net.0.bias'"):
-        dp_sgd.EmbeddingRowClipping(MLP(4, [3]), nn.MSELoss(), 1.0)
+        privacy.EmbeddingRowClipping(MLP(4, [3]), nn.MSELoss(), 1.0)
     with pytest.raises(TypeError, match="reduction"):
-        dp_sgd.EmbeddingRowClipping(_TiedMF(), lambda a, b: a - b, 1.0)
+        privacy.EmbeddingRowClipping(_TiedMF(), lambda a, b: a - b, 1.0)
     with pytest.raises(ValueError, match="share a weight"):
-        dp_sgd.EmbeddingRowClipping(_SharedWeightMF(), nn.MSELoss(), 1.0)
+        privacy.EmbeddingRowClipping(_SharedWeightMF(), nn.MSELoss(), 1.0)
     for option in ({"padding_idx": 0}, {"scale_grad_by_freq": True}):
         padded = _spread_mf()
         padded.item_factors = nn.Embedding(10, 4, **option)
         with pytest.raises(ValueError, match="padding_idx or scale_grad_by_freq"):
-            dp_sgd.EmbeddingRowClipping(padded, nn.MSELoss(), 1.0)
+            privacy.EmbeddingRowClipping(padded, nn.MSELoss(), 1.0)
     ids, target = torch.tensor([1, 2]), torch.tensor([0.0, 1.0])
     tied = _TiedMF()
-    criterion = dp_sgd.EmbeddingRowClipping(tied, nn.MSELoss(), 1.0)
+    criterion = privacy.EmbeddingRowClipping(tied, nn.MSELoss(), 1.0)
     with pytest.raises(ValueError, match="looked up twice"):
         tied(ids, ids)
     seq = _SequenceModel()
-    criterion = dp_sgd.EmbeddingRowClipping(seq, nn.MSELoss(), 1.0)
+    criterion = privacy.EmbeddingRowClipping(seq, nn.MSELoss(), 1.0)
     with pytest.raises(ValueError, match="one id per example"):
         seq(ids, ids)
     model = _spread_mf()
-    criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 1.0)
+    criterion = privacy.EmbeddingRowClipping(model, nn.MSELoss(), 1.0)
     with pytest.raises(RuntimeError, match="call the model"):
         criterion(torch.zeros(2, requires_grad=True), target)
 
@@ -318,9 +320,9 @@ def test_embedding_rows_needs_an_embedding_model_in_make_private(tiny_ratings, r
     df = tiny_ratings()
     model = MLP(2, [4])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loader = dp_sgd.tensor_loader(*rating_tensors(df), batch_size=200)
+    loader = privacy.tensor_loader(*rating_tensors(df), batch_size=200)
     with pytest.raises(ValueError, match="clipper='opacus'"):
-        dp_sgd.make_private(
+        privacy.make_private(
             model,
             opt,
             loader,
@@ -341,7 +343,7 @@ def test_poisson_batches_draw_opacus_batches():
 
     n, q = 500, 0.05
     data = torch.arange(n) * 10
-    ours = dp_sgd.PoissonBatches(data, sample_rate=q, generator=torch.Generator().manual_seed(7))
+    ours = privacy.PoissonBatches(data, sample_rate=q, generator=torch.Generator().manual_seed(7))
     theirs = UniformWithReplacementSampler(
         num_samples=n, sample_rate=q, generator=torch.Generator().manual_seed(7)
     )
@@ -352,14 +354,14 @@ def test_poisson_batches_draw_opacus_batches():
 
 def test_poisson_batch_sizes_are_binomial():
     n, q = 1000, 0.1
-    batches = dp_sgd.PoissonBatches(
+    batches = privacy.PoissonBatches(
         torch.arange(n), sample_rate=q, generator=torch.Generator().manual_seed(0)
     )
     sizes = np.array([len(b[0]) for _ in range(20) for b in batches])
     assert sizes.mean() == pytest.approx(n * q, rel=0.03)
     assert sizes.std() == pytest.approx(np.sqrt(n * q * (1 - q)), rel=0.15)
     with pytest.raises(ValueError, match="sample_rate"):
-        dp_sgd.PoissonBatches(torch.arange(3), sample_rate=0.0, generator=torch.Generator())
+        privacy.PoissonBatches(torch.arange(3), sample_rate=0.0, generator=torch.Generator())
 
 
 # --- secure mode, seeded demos and the privacy statement --------------------------------------
@@ -388,7 +390,7 @@ def test_seeded_runs_repeat_and_secure_runs_never_do(clipper, tiny_ratings, rati
 def test_secure_mode_reseeds_sampling_and_noise_every_step(tiny_ratings, rating_tensors):
     dp = _dp_setup(tiny_ratings(), rating_tensors, secure_mode=True, seed=None)
     assert dp.secure_mode and dp.seed is None and dp.label == "private"
-    assert isinstance(dp.loader, dp_sgd.ReseededEachStep)
+    assert isinstance(dp.loader, privacy.ReseededEachStep)
     assert dp.optimizer.secure_mode  # Opacus's floating-point-safe Gaussian noise
     sampling, noise = dp.loader.generators
     states = []
@@ -422,7 +424,7 @@ def test_privacy_statement_says_what_is_covered(tiny_ratings, rating_tensors):
 def test_private_model_holds_no_exact_statistic_of_the_data(tiny_ratings, rating_tensors):
     df = tiny_ratings()
     ratings = df["rating"].to_numpy()
-    offset = dp_sgd.private_mean(ratings, low=1.0, high=5.0, epsilon=0.05, seed=1)
+    offset = privacy.private_mean(ratings, low=1.0, high=5.0, epsilon=0.05, seed=1)
     model = BiasedMF(40, 30, dim=4, global_mean=offset)
     dp = _dp_setup(df, rating_tensors, model=model)
     dp.fit(progress=False)
@@ -440,19 +442,19 @@ def test_private_model_holds_no_exact_statistic_of_the_data(tiny_ratings, rating
 
 def test_private_mean_is_noisy_bounded_and_refuses_out_of_range_values():
     values = np.full(1000, 4.0)
-    draws = [dp_sgd.private_mean(values, low=1, high=5, epsilon=1.0) for _ in range(200)]
+    draws = [privacy.private_mean(values, low=1, high=5, epsilon=1.0) for _ in range(200)]
     assert np.std(draws) == pytest.approx(np.sqrt(2) * 2 / 1000, rel=0.3)  # Laplace(2/ε)/n
     assert abs(np.mean(draws) - 4.0) < 0.001
-    seeded = [dp_sgd.private_mean(values, low=1, high=5, epsilon=1.0, seed=3) for _ in range(2)]
+    seeded = [privacy.private_mean(values, low=1, high=5, epsilon=1.0, seed=3) for _ in range(2)]
     assert seeded[0] == seeded[1] != 4.0
-    by_user = dp_sgd.private_mean(
+    by_user = privacy.private_mean(
         [1.0, 1.0, 1.0, 5.0], low=1, high=5, epsilon=1e3, groups=[0, 0, 0, 1], seed=0
     )
     assert by_user == pytest.approx(3.0, abs=0.01)  # mean of the two users' means
     with pytest.raises(ValueError, match=r"must lie in \[1.0, 5.0\]"):
-        dp_sgd.private_mean([0.5, 3.0], low=1, high=5, epsilon=1.0)
+        privacy.private_mean([0.5, 3.0], low=1, high=5, epsilon=1.0)
     with pytest.raises(ValueError, match="epsilon"):
-        dp_sgd.private_mean([3.0], low=1, high=5, epsilon=0.0)
+        privacy.private_mean([3.0], low=1, high=5, epsilon=0.0)
 
 
 # --- batch-coupled losses are refused -------------------------------------------------------------
@@ -484,10 +486,10 @@ def test_batch_coupled_loss_is_refused(clipper, tiny_ratings, rating_tensors):
     model = _InBatchSoftmax()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="batch-coupled loss"):
-        dp_sgd.make_private(
+        privacy.make_private(
             model,
             opt,
-            dp_sgd.tensor_loader(*rating_tensors(df), batch_size=200),
+            privacy.tensor_loader(*rating_tensors(df), batch_size=200),
             _InBatchLoss(),
             target_epsilon=1.0,
             delta=1e-5,
@@ -499,7 +501,7 @@ def test_batch_coupled_loss_is_refused(clipper, tiny_ratings, rating_tensors):
 
 def test_sparse_tables_are_refused_by_the_clipper():
     with pytest.raises(ValueError, match="sparse"):
-        dp_sgd.EmbeddingRowClipping(BiasedMF(4, 4, 2, sparse=True), nn.MSELoss(), 1.0)
+        privacy.EmbeddingRowClipping(BiasedMF(4, 4, 2, sparse=True), nn.MSELoss(), 1.0)
 
 
 # --- user-level DP-SGD ----------------------------------------------------------------------------
@@ -548,7 +550,7 @@ def test_user_level_clipping_equals_per_user_clipping(order):
     assert (len(pairs.unique()) < len(pairs)) == ("no repeats" not in order)
     expected, norms = _clipped_user_sum_one_by_one(model, users, items, ratings, 8.0)
     assert 0.2 < np.mean([n > 8.0 for n in norms.values()]) < 0.9
-    criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 8.0, unit_input=0)
+    criterion = privacy.EmbeddingRowClipping(model, nn.MSELoss(), 8.0, unit_input=0)
     model.train()
     loss = criterion(model(users, items), ratings)
     unit_norm, _ = loss.unit_norms(loss.lookup_gradients())
@@ -568,7 +570,7 @@ def test_segments_match_a_sort():
         torch.tensor([7]),
         torch.zeros(0, dtype=torch.long),
     ]:
-        index, count, distinct = dp_sgd._segments(keys)
+        index, count, distinct = clipping._segments(keys)
         uniq, want = torch.unique(keys, return_inverse=True)
         assert torch.equal(index, want) and count == len(uniq)
         assert distinct == (len(uniq) == len(keys))
@@ -597,7 +599,7 @@ def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensor
 
 def test_fit_refuses_a_diverging_run(tiny_ratings, rating_tensors):
     dp = _dp_setup(tiny_ratings(), rating_tensors, lr=1e30, eps=0.5)
-    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+    with pytest.raises(ValueError, match="training diverged: lower the learning rate"):
         dp.fit(progress=False)
 
 
@@ -623,7 +625,7 @@ def test_dp_benchmark_runs_on_the_movielens_fixture(capsys):
 @pytest.mark.parametrize("unit_input", [None, 0])
 def test_an_empty_poisson_batch_adds_nothing(unit_input):
     model = _spread_mf()
-    criterion = dp_sgd.EmbeddingRowClipping(model, nn.MSELoss(), 1.0, unit_input=unit_input)
+    criterion = privacy.EmbeddingRowClipping(model, nn.MSELoss(), 1.0, unit_input=unit_input)
     model.train()
     empty = torch.zeros(0, dtype=torch.long)
     criterion(model(empty, empty), torch.zeros(0)).backward()
@@ -637,10 +639,10 @@ def test_training_survives_empty_poisson_batches(clipper):
     model = BiasedMF(5, 5, 2, global_mean=3.0)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
     u, i, r = torch.randint(0, 5, (20,)), torch.randint(0, 5, (20,)), torch.rand(20) * 4 + 1
-    dp = dp_sgd.make_private(
+    dp = privacy.make_private(
         model,
         opt,
-        dp_sgd.tensor_loader(u, i, r, batch_size=1),  # q = 1/20: about a third of steps empty
+        privacy.tensor_loader(u, i, r, batch_size=1),  # q = 1/20: about a third of steps empty
         nn.MSELoss(),
         target_epsilon=5.0,
         delta=1e-3,
@@ -658,7 +660,7 @@ def test_training_survives_empty_poisson_batches(clipper):
 @pytest.mark.parametrize("secure", [False, True])
 def test_noise_has_std_sigma_times_clip(secure):
     params = [nn.Parameter(torch.zeros(4000, 5)), nn.Parameter(torch.zeros(3000, 1))]
-    opt = dp_sgd._noising_optimizer()(
+    opt = mechanisms._noising_optimizer()(
         torch.optim.SGD(params, lr=1.0),
         noise_multiplier=1.5,
         max_grad_norm=2.0,
@@ -674,3 +676,78 @@ def test_noise_has_std_sigma_times_clip(secure):
     assert float(noise.std()) == pytest.approx(3.0, rel=0.03)
     assert abs(float(noise.mean())) < 0.05
     assert params[1].grad.std() == pytest.approx(3.0, rel=0.1)  # every parameter gets noise
+
+
+@pytest.mark.parametrize(
+    "clipper, unit",
+    [("opacus", "example"), ("embedding_rows", "example"), ("embedding_rows", "user")],
+)
+def test_fit_is_the_plain_dp_sgd_loop(clipper, unit):
+    """DPTraining.fit (through training.fit) takes exactly the steps of the textbook loop,
+    empty Poisson batches included: same weights and same mean losses, bit for bit."""
+    g = torch.Generator().manual_seed(1)
+    rows = (torch.randint(0, 5, (30,), generator=g), torch.randint(0, 5, (30,), generator=g))
+    rows += (torch.rand(30, generator=g) * 4 + 1,)
+
+    def setup():
+        torch.manual_seed(0)
+        model = BiasedMF(5, 5, 2, global_mean=3.0)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
+        return privacy.make_private(
+            model,
+            opt,
+            privacy.tensor_loader(*rows, batch_size=2),  # q = 1/15: some steps are empty
+            nn.MSELoss(),
+            target_epsilon=5.0,
+            delta=1e-2,
+            epochs=2,
+            max_grad_norm=1.0,
+            clipper=clipper,
+            secure_mode=False,
+            seed=3,
+            privacy_unit=unit,
+        )
+
+    dp = setup()
+    history = dp.fit(progress=False)
+    by_hand, losses, empty = setup(), [], 0
+    for _ in range(2):
+        by_hand.module.train()
+        total, count = 0.0, 0
+        for *inputs, target in by_hand.loader:
+            by_hand.optimizer.zero_grad(set_to_none=True)
+            loss = by_hand.criterion(by_hand.module(*inputs), target)
+            loss.backward()
+            by_hand.optimizer.step()
+            empty += len(target) == 0
+            if len(target):
+                total += float(loss.detach()) * len(target)
+                count += len(target)
+        losses.append(total / count)
+    assert empty > 0
+    assert history.frame["train_loss"].tolist() == losses
+    for ours, theirs in zip(dp.module.parameters(), by_hand.module.parameters()):
+        assert torch.equal(ours, theirs)
+    assert dp.steps == by_hand.steps
+
+
+def test_fit_shows_epsilon_and_the_seeded_label_in_the_bar(
+    monkeypatch, tiny_ratings, rating_tensors
+):
+    seen = {}
+    real_tqdm = training.tqdm
+
+    def spy(*args, **kwargs):
+        seen["bar"] = real_tqdm(*args, **kwargs)
+        return seen["bar"]
+
+    monkeypatch.setattr(training, "tqdm", spy)
+    dp = _dp_setup(tiny_ratings(), rating_tensors, epochs=1)
+    dp.fit(desc="DP-SGD test")
+    bar = seen["bar"]
+    assert bar.desc == f"DP-SGD test [{privacy.SEEDED_LABEL}]"
+    assert bar.postfix.endswith(f"ε={dp.epsilon():.3f}") and "train_loss=" in bar.postfix
+    calls = []
+    monkeypatch.setattr(type(dp), "epsilon", lambda self: calls.append(1) or 0.0)
+    dp.fit(epochs=1, progress=False)
+    assert not calls  # ε is computed only for a bar that is shown

@@ -4,7 +4,6 @@ import pytest
 from scipy import stats
 
 from recbook import evaluation
-from recbook.evaluation import Interval
 
 
 def test_interval_is_student_t():
@@ -68,16 +67,6 @@ def test_verdicts_including_inconclusive(capsys):
     )
     out = capsys.readouterr().out
     assert "inconclusive" in out and "95 % interval" in out
-
-
-def test_verdict_value_for_article_numbers(capsys):
-    assert evaluation.verdict_value("RMSE 0.837", [0.90, 0.91, 0.92], 0.837, 0.005) == (
-        "not confirmed"
-    )
-    assert evaluation.verdict_value("toy 0.4", 0.4, 0.4, 0.0) == "confirmed"
-    iv = Interval(0.5, 0.45, 0.55, 3)
-    assert evaluation.verdict_value("about half", iv, 0.52, 0.0) == "confirmed"
-    assert "the article says" in capsys.readouterr().out
 
 
 def test_compare_refuses_bad_runs():

@@ -4,11 +4,10 @@ Deployment: a ``flower-superlink`` and two ``flower-supernode`` processes on 127
 insecure mode (loopback only), each SuperNode loading only its own partition (MovieLens
 fixture users grouped by gender). Simulation: a ``flower-superlink --simulation``. Both must
 reproduce the from-scratch FedAvg loop on the same partitions, round by round, so they also
-agree with each other. Every process is stopped in a ``finally`` (``LocalFederation``).
-Select with ``-m flower_deployment`` (deselect with ``-m 'not flower_deployment'``). Measured
-on the shared 2-core machine: deployment 88 s and simulation 49 s at load ~2; the deployment
-test took 4-7 min at load ~13 (Flower starts a Python process per SuperNode and per task),
-and Ray's raylet may then miss its fixed 30 s registration (the simulation test skips).
+agree with each other. Every process is stopped when ``LocalFederation`` exits. The tests that
+start Flower are marked ``flower`` (deselect with ``-m 'not flower'``): Flower starts a Python
+process per SuperNode and per task, minutes on a busy machine, where Ray's raylet may also
+miss its fixed 30 s registration (the simulation test then skips).
 """
 
 from __future__ import annotations
@@ -21,13 +20,14 @@ import numpy as np
 import pytest
 import torch
 
+import recbook
 from recbook import datasets, splits
 from recbook import federated as fl
 from recbook.models_torch import BiasedMF
 
-pytestmark = pytest.mark.flower_deployment
-
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "ml-100k"
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "flower_app"
+FIXTURE = ROOT / "data" / "fixtures" / "ml-100k"
 RUN = dict(
     dataset="movielens-100k", data_path=str(FIXTURE), partition_column="gender",
     num_rounds=2, local_epochs=1, batch_size=4, lr=0.2, l2=0.0, dim=3, seed=0, test_size=0.2,
@@ -37,7 +37,6 @@ RUN = dict(
 @pytest.fixture(scope="module")
 def loop() -> fl.FedResult:
     """The from-scratch loop on the partitions the SuperNodes load."""
-    pytest.importorskip("flwr")
     if not Path(sys.executable).with_name("flower-superlink").exists() and not shutil.which(
         "flower-superlink"
     ):
@@ -63,17 +62,19 @@ def _check_against_loop(result: dict, loop: fl.FedResult) -> None:
         torch.testing.assert_close(result["weights"][name], t, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.flower
 def test_deployment_engine_matches_the_from_scratch_loop(loop):
-    with fl.LocalFederation("deployment", 2, timeout=420) as federation:
+    with fl.LocalFederation("deployment", 2, timeout=420, app_dir=APP) as federation:
         result = federation.run(**RUN)
     _check_against_loop(result, loop)
     assert all(p.poll() is not None for p in federation.procs)  # SuperLink and SuperNodes
     assert federation._descendants() == []  # and whatever Flower started from them
 
 
+@pytest.mark.flower
 def test_simulation_engine_matches_the_from_scratch_loop(loop):
     try:
-        with fl.LocalFederation("simulation", 2, timeout=420) as federation:
+        with fl.LocalFederation("simulation", 2, timeout=420, app_dir=APP) as federation:
             result = federation.run(**RUN)
         assert federation._descendants() == []
     except RuntimeError as err:
@@ -81,6 +82,7 @@ def test_simulation_engine_matches_the_from_scratch_loop(loop):
             pytest.skip("Ray's raylet did not register within its 30 s on this busy machine")
         raise
     _check_against_loop(result, loop)
+    assert result["recbook"]["file"] == recbook.__file__  # the App ran with this recbook
 
 
 def test_local_federation_refuses_bad_settings():

@@ -1,9 +1,10 @@
 """Flower's own DP wrappers in the Flower App (run-config ``dp``), with ε stated by recbook's
-accountant.
+accountant (:mod:`recbook.federated.flower`).
 
-The quick tests check the statement and the configuration errors. The simulation test (marker
-``flower_deployment``: it starts a ``flower-superlink --simulation`` on 127.0.0.1 for a
-bounded time) runs the app with ``DifferentialPrivacyServerSideFixedClipping`` and with
+The quick tests check the statement, the App's wiring of Flower's wrappers and the
+configuration errors. The simulation test (marker ``flower``: it starts a
+``flower-superlink --simulation`` on 127.0.0.1 for a bounded time) runs the App with
+``DifferentialPrivacyServerSideFixedClipping`` and with
 ``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``, without noise so the
 result is exact, and checks both against the from-scratch loop's clipped DP-FedAvg - and that
 the clip norm is small enough to change the result (the wrappers really clip); then
@@ -21,37 +22,80 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+)
 
 from recbook import datasets, splits
 from recbook import federated as fl
 from recbook.federated import flower
 from recbook.models_torch import BiasedMF
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "ml-100k"
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "flower_app"
+if str(APP) not in sys.path:  # the App is its own project, not installed in this environment
+    sys.path.insert(0, str(APP))
+from recbook_flower import strategy
+from recbook_flower.task import TaskConfig
+
+FIXTURE = ROOT / "data" / "fixtures" / "ml-100k"
 CLIP = 0.05
 RUN = dict(
     dataset="movielens-100k", data_path=str(FIXTURE), partition_column="gender",
     num_rounds=2, local_epochs=1, batch_size=4, lr=0.2, l2=0.0, dim=3, seed=0, test_size=0.2,
 )  # fmt: skip
-CONFIG = {k.replace("_", "-"): v for k, v in RUN.items()} | {"result-dir": ""}
+DEFAULTS = tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+CONFIG = DEFAULTS | {k.replace("_", "-"): v for k, v in RUN.items()}
 
 
-def _task(**dp) -> dict:
-    return flower.task_from_config(CONFIG | {k.replace("_", "-"): v for k, v in dp.items()})
+def _task(**overrides) -> TaskConfig:
+    """The App's config for ``RUN`` with ``overrides`` (Python names), as Flower passes it."""
+    return TaskConfig.from_run_config(
+        CONFIG | {k.replace("_", "-"): v for k, v in overrides.items()}
+    )
+
+
+def _privacy(mode: str, n_nodes: int = 8, **settings) -> dict | None:
+    """recbook's statement for ``RUN``'s rounds at the App's default DP settings."""
+    base = {"noise_multiplier": 1.0, "clip_norm": 0.5, "rounds": RUN["num_rounds"]}
+    return flower.flower_privacy(mode, n_nodes=n_nodes, **(base | settings))
 
 
 def test_flower_dp_epsilon_comes_from_recbooks_accountant():
-    task = _task(dp="server-clipping", dp_clip=0.5, dp_noise_multiplier=1.2)
-    report = flower.flower_privacy(task, n_nodes=8)
+    report = _privacy("server-clipping", noise_multiplier=1.2)
     assert report["delta"] == pytest.approx(1 / 80)  # 1 / (10 K)
     want = fl.dp_epsilon(1.2, 1.0, RUN["num_rounds"], 1 / 80)  # no amplification: q = 1
     assert report["epsilon"] == pytest.approx(want) and math.isfinite(want)
     assert "server is trusted" in report["statement"] and "q = 1" in report["statement"]
-    client = flower.flower_privacy(_task(dp="client-clipping", dp_noise_multiplier=1.2), 8)
-    assert "fixedclipping_mod" in client["statement"]
-    assert flower.flower_privacy(_task(), 8) is None  # dp off by default
-    silent = flower.flower_privacy(_task(dp="server-clipping", dp_noise_multiplier=0.0), 8)
+    assert "fixedclipping_mod" in _privacy("client-clipping", noise_multiplier=1.2)["statement"]
+    assert _privacy("off") is None
+    silent = _privacy("server-clipping", noise_multiplier=0.0)
     assert silent["epsilon"] == math.inf and "NOT private" in silent["statement"]
+    with pytest.raises(ValueError, match="Flower DP mode"):
+        _privacy("local")
+
+
+def test_the_app_states_recbooks_accounting_for_its_run_config():
+    assert strategy.privacy(_task()) is None  # dp off by default
+    cfg = _task(dp="server-clipping", dp_clip=0.3, dp_noise_multiplier=1.2, num_partitions=8)
+    assert strategy.privacy(cfg) == _privacy("server-clipping", noise_multiplier=1.2, clip_norm=0.3)
+    adaptive = _task(
+        dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0, dp_target_quantile=0.7,
+        dp_clip_lr=0.1, dp_delta=0.01,
+    )  # fmt: skip
+    assert strategy.privacy(adaptive) == flower.flower_privacy(
+        "server-adaptive", n_nodes=DEFAULTS["num-partitions"], rounds=RUN["num_rounds"],
+        noise_multiplier=0.5, clip_norm=DEFAULTS["dp-clip"], delta=0.01, target_quantile=0.7,
+        clip_lr=0.1, count_std=1.0,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -77,10 +121,9 @@ def test_adaptive_clipping_is_accounted_with_its_noisy_count():
     assert flower.adaptive_noise(0.3, 8)[0] == pytest.approx(0.4)  # Flower's default K/20
     with pytest.raises(ValueError, match="dp-count-std"):
         flower.adaptive_noise(0.8, 8)
-    task = _task(dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0)
-    report = flower.flower_privacy(task, 8)
+    report = _privacy("server-adaptive", noise_multiplier=0.5, count_std=1.0)
     assert report["epsilon"] == pytest.approx(fl.dp_epsilon(z_eff, 1.0, 2, 1 / 80))
-    fixed = flower.flower_privacy(_task(dp="server-clipping", dp_noise_multiplier=0.5), 8)
+    fixed = _privacy("server-clipping", noise_multiplier=0.5)
     assert report["epsilon"] > fixed["epsilon"]  # the count costs privacy too
     assert "z_eff" in report["statement"] and "adaptation settings" in report["statement"]
     with pytest.raises(ValueError, match="dp-target-quantile"):
@@ -89,31 +132,33 @@ def test_adaptive_clipping_is_accounted_with_its_noisy_count():
 
 def test_flower_dp_refuses_a_delta_of_one_over_k_or_more():
     with pytest.raises(ValueError, match="1/n"):
-        flower.flower_privacy(_task(dp="server-clipping", dp_delta=0.2), n_nodes=8)
+        _privacy("server-clipping", delta=0.2)
 
 
 def test_flower_dp_strategy_is_flowers_wrapper():
-    pytest.importorskip("flwr")
-    from flwr.serverapp.strategy import (
-        DifferentialPrivacyClientSideFixedClipping,
-        DifferentialPrivacyServerSideAdaptiveClipping,
-        DifferentialPrivacyServerSideFixedClipping,
-        FedAvg,
-    )
-
     base = FedAvg()
-    assert flower._dp_strategy(base, _task(), 2) is base
-    server = flower._dp_strategy(base, _task(dp="server-clipping", dp_clip=0.3), 2)
-    client = flower._dp_strategy(base, _task(dp="client-clipping"), 2)
+    assert strategy.dp_strategy(base, _task(), 2) is base
+    server = strategy.dp_strategy(base, _task(dp="server-clipping", dp_clip=0.3), 2)
+    client = strategy.dp_strategy(base, _task(dp="client-clipping"), 2)
     assert isinstance(server, DifferentialPrivacyServerSideFixedClipping)
     assert isinstance(client, DifferentialPrivacyClientSideFixedClipping)
     assert server.clipping_norm == 0.3 and server.num_sampled_clients == 2
-    adaptive = flower._dp_strategy(
+    adaptive = strategy.dp_strategy(
         base, _task(dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0), 2
     )
     assert isinstance(adaptive, DifferentialPrivacyServerSideAdaptiveClipping)
     assert adaptive.clipped_count_stddev == 1.0
     assert adaptive.noise_multiplier == pytest.approx(flower.adaptive_noise(0.5, 2, 1.0)[1])
+
+
+def test_under_dp_the_app_weighs_updates_equally():
+    plain, dp = (
+        strategy.build_strategy(_task()),
+        strategy.build_strategy(_task(dp="client-clipping")),
+    )
+    assert isinstance(plain, FedAvg) and plain.weighted_by_key == "num-examples"
+    assert dp.strategy.weighted_by_key == "unit-weight"  # the noise std z C / m assumes it
+    assert plain.min_train_nodes == DEFAULTS["num-partitions"]  # every node, every round
 
 
 def _loop(clip: float | None) -> fl.FedResult:
@@ -135,9 +180,8 @@ def _loop(clip: float | None) -> fl.FedResult:
     return fl.fedavg(fl.init_model(model_fn, 0), clients, cfg, progress=False)
 
 
-@pytest.mark.flower_deployment
+@pytest.mark.flower
 def test_flower_dp_wrappers_run_and_clip_in_simulation():
-    pytest.importorskip("flwr")
     if not Path(sys.executable).with_name("flower-superlink").exists() and not shutil.which(
         "flower-superlink"
     ):
@@ -146,7 +190,7 @@ def test_flower_dp_wrappers_run_and_clip_in_simulation():
     assert clipped.history["median_update_norm"].min() > 2 * CLIP  # clipping is active
     results = {}
     try:
-        with fl.LocalFederation("simulation", 2, timeout=420) as federation:
+        with fl.LocalFederation("simulation", 2, timeout=420, app_dir=APP) as federation:
             for mode in ("server-clipping", "client-clipping"):
                 results[mode] = federation.run(
                     **RUN, dp=mode, dp_clip=CLIP, dp_noise_multiplier=0.0

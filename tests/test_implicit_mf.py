@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbook import implicit_mf
+from benchmarks import implicit_mf
 
 
 def blocks(n_users: int = 40, n_items: int = 30, seed: int = 0) -> pd.DataFrame:

@@ -79,7 +79,7 @@ def test_als_user_step_equals_per_user_ridge_solve(planted):
         A = X.T @ X + np.diag([5.0] + [reg * len(items)] * 2)
         expected[user] = np.linalg.solve(A, X.T @ t)
     # ... and by the batched normal equations that fit_als uses
-    u, i, r = mf._triples(train, N_USERS, N_ITEMS, ("user_id", "item_id", "rating"), "train")
+    u, i, r = mf._triples(train, N_USERS, N_ITEMS, "train")
     sides = mf._Sides(u, i, r, N_USERS, N_ITEMS)
     target = r - mu - model.item_bias[i]
     values = mf._with_targets(sides.mask_user, sides.user_pos, target)
@@ -203,7 +203,7 @@ def test_bad_settings_are_named(planted):
 
 
 def test_misspelt_setting_names_the_fitter(planted):
-    """fit_als(iter=5) named the private _triples(); now Python names fit_als itself."""
+    """A misspelt setting is a TypeError naming the public fitter, not a private helper."""
     train, _, _ = planted
     with pytest.raises(TypeError, match=r"fit_als\(\) got an unexpected keyword argument 'iter'"):
         mf.fit_als(train, N_USERS, N_ITEMS, iter=5, progress=False)

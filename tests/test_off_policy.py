@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from recbook import bandits as B
-from recbook import off_policy as O
+from recbook import bandits
+from recbook.bandits import off_policy
 
 
 def exact_case():
@@ -49,8 +49,8 @@ def test_ips_is_unbiased_by_enumeration():
                 ]  # fmt: skip
             )
             weight = arrival[x] * logger[x, j]
-            expected_ips += weight * O.ips(reward, pscore, pe)
-            expected_dr += weight * O.dr(reward, pscore, pe, qhat, qpi)
+            expected_ips += weight * off_policy.ips(reward, pscore, pe)
+            expected_dr += weight * off_policy.dr(reward, pscore, pe, qhat, qpi)
     assert expected_ips == pytest.approx(true_value, rel=1e-12)
     assert expected_dr == pytest.approx(true_value, rel=1e-12)
 
@@ -58,42 +58,42 @@ def test_ips_is_unbiased_by_enumeration():
 def test_estimators_on_the_simulator_and_naive_bias():
     rng = np.random.default_rng(0)
     p = rng.uniform(0.05, 0.9, size=(50, 12))
-    env = B.SlateEnvironment(p, np.ones(50), k=2)
+    env = bandits.SlateEnvironment(p, np.ones(50), k=2)
     model = p + rng.normal(0, 0.2, size=p.shape)
-    logger = B.EpsilonMixture(model, 2, epsilon=0.5)
-    run = B.simulate(env, logger, 200_000, 2000, seed=0, keep_logs=True,
+    logger = bandits.EpsilonMixture(model, 2, epsilon=0.5)
+    run = bandits.simulate(env, logger, 200_000, 2000, seed=0, keep_logs=True,
                      propensity=logger.propensity)  # fmt: skip
     users = np.concatenate([f.users for f in run.logs])
     slates = np.concatenate([f.slates for f in run.logs])
     reward = np.concatenate([f.clicks for f in run.logs]).astype(float).ravel()
     pscore = np.concatenate([f.propensities for f in run.logs]).ravel()
-    target = B.top_slates(p, 2)  # the new policy: the oracle ranking
+    target = bandits.top_slates(p, 2)  # the new policy: the oracle ranking
     pe = (target[users] == slates).astype(float).ravel()
     truth = env.policy_value(target) / 2
     qhat = (model[users[:, None], slates] * env.examination).ravel()
     qpi = (model[users[:, None], target[users]] * env.examination).ravel()
-    assert O.ips(reward, pscore, pe) == pytest.approx(truth, rel=0.03)
-    assert O.snips(reward, pscore, pe) == pytest.approx(truth, rel=0.03)
-    assert O.dr(reward, pscore, pe, qhat, qpi) == pytest.approx(truth, rel=0.03)
-    assert np.allclose(O.importance_weights(pscore, pe) * pscore, pe)
+    assert off_policy.ips(reward, pscore, pe) == pytest.approx(truth, rel=0.03)
+    assert off_policy.snips(reward, pscore, pe) == pytest.approx(truth, rel=0.03)
+    assert off_policy.dr(reward, pscore, pe, qhat, qpi) == pytest.approx(truth, rel=0.03)
+    assert np.allclose(off_policy.importance_weights(pscore, pe) * pscore, pe)
     logged_ctr = reward.mean()
     assert abs(logged_ctr / truth - 1) > 0.05  # the old policy's CTR is not the new one's
 
 
 def test_off_policy_errors():
     with pytest.raises(ValueError, match="pscore has zeros"):
-        O.ips([1.0, 0.0], [0.5, 0.0], [1.0, 0.0])
+        off_policy.ips([1.0, 0.0], [0.5, 0.0], [1.0, 0.0])
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
-        O.ips([1.0], [1.5], [1.0])
+        off_policy.ips([1.0], [1.5], [1.0])
     with pytest.raises(ValueError, match="non-empty"):
-        O.snips([], [], [])
+        off_policy.snips([], [], [])
     with pytest.raises(ValueError, match="shapes differ"):
-        O.dr([1.0, 0.0], [0.5, 0.5], [1.0, 0.0], [0.1], [0.2, 0.2])
+        off_policy.dr([1.0, 0.0], [0.5, 0.5], [1.0, 0.0], [0.1], [0.2, 0.2])
     with pytest.raises(ValueError, match="sum\\(w\\) = 0"):
-        O.snips([1.0, 0.0], [0.5, 0.5], [0.0, 0.0])
+        off_policy.snips([1.0, 0.0], [0.5, 0.5], [0.0, 0.0])
     with pytest.raises(TypeError, match="boolean"):
-        O.replay([1.0, 0.0], [1, 0])
+        off_policy.replay([1.0, 0.0], [1, 0])
     with pytest.raises(ValueError, match="never takes"):
-        O.check_overlap(np.array([True, False, True]))
-    O.check_overlap(np.ones(3, dtype=bool))
-    assert O.replay(np.array([1.0, 0.0, 1.0]), np.array([True, False, False])) == 1.0
+        off_policy.check_overlap(np.array([True, False, True]))
+    off_policy.check_overlap(np.ones(3, dtype=bool))
+    assert off_policy.replay(np.array([1.0, 0.0, 1.0]), np.array([True, False, False])) == 1.0

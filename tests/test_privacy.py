@@ -92,7 +92,7 @@ def test_check_budget_rejects_bad_parameters(eps, delta, match):
 
 
 def test_check_budget_accepts_numpy_numbers():
-    # issue 16: np.float32(1) was refused with a misleading message
+    # numpy scalars are numbers too (budgets often come out of numpy arithmetic)
     assert privacy.check_budget(np.float32(1), np.float64(1e-5), np.int64(1000)) == (1.0, 1e-5)
 
 
@@ -113,7 +113,7 @@ def test_check_budget_accepts_numpy_numbers():
         (lambda: privacy.group_privacy(float("nan"), 1e-6, 3), "epsilon"),
     ],
 )
-def test_accounting_refuses_bad_input_issue_16(call, match):
+def test_accounting_refuses_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 

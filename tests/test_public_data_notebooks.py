@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from recbook import runner
+from recbook.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -34,6 +34,7 @@ PUBLIC = ("movielens-100k", "online-retail")
 TIMEOUT_S = 900  # per notebook
 
 pytestmark = [
+    pytest.mark.notebooks,
     pytest.mark.public_data,
     pytest.mark.skipif(
         os.environ.get("RECBOOK_PUBLIC_DATA") != "1",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recbook import readme, results
+from recbook.book import readme, results
 
 README_TEXT = readme.README.read_text()
 
@@ -15,7 +15,8 @@ README_TEXT = readme.README.read_text()
 def test_readme_generated_sections_match_the_recorded_runs():
     stale = readme.stale(README_TEXT)
     assert not stale, (
-        f"README sections {stale} differ from benchmarks/results/: run `python -m recbook.readme` "
+        f"README sections {stale} differ from benchmarks/results/: run "
+        "`python -m recbook.book.readme` "
         "(after recording the new runs) and commit README.md with the results"
     )
 

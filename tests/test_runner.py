@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from recbook import runner
 from recbook.__main__ import main
+from recbook.book import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,9 +249,32 @@ def test_module_entry_point(tmp_path):
 def test_data_path_is_resolved_against_the_callers_folder(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from recbook import runner
+    from recbook.book import runner
 
     monkeypatch.chdir(tmp_path)
     params = runner.parse_parameters(["DATA_PATH=data/ml-100k", "DATASET=movielens-100k"])
     assert Path(params["DATA_PATH"]) == tmp_path / "data" / "ml-100k"
     assert params["DATASET"] == "movielens-100k"
+
+
+def test_store_writes_a_finished_run_over_its_source(tmp_path, kernel_env, capsys):
+    nb = make_notebook(tmp_path / "00_tiny.ipynb", GOOD_BODY)
+    assert main(["run", str(nb), "--store", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert f"stored {nb}" in capsys.readouterr().out
+    stored = nbformat.read(nb, as_version=4)
+    assert [c.execution_count for c in stored.cells] == [1, 2, 3]
+    assert "papermill" not in stored.metadata
+    assert not any("papermill" in c.metadata for c in stored.cells)
+
+
+def test_store_refuses_parameters_and_a_run_that_would_overwrite_sources(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "00_tiny.ipynb", GOOD_BODY)
+    before = nb.read_text()
+    assert main(["run", str(nb), "--store", "-p", "SCALE=3", "--out", str(tmp_path / "o")]) == 2
+    assert "drop the -p" in capsys.readouterr().err
+    assert main(["run", str(nb), "--out", str(tmp_path)]) == 2
+    assert "would overwrite 00_tiny.ipynb" in capsys.readouterr().err
+    assert nb.read_text() == before
+    failed = runner.NotebookResult("00_tiny", str(nb), str(nb), "failed", "-", 1.0, error="boom")
+    with pytest.raises(runner.RunnerError, match="nothing stored"):
+        runner.store(failed)

@@ -22,6 +22,28 @@ def test_missing_cuda_is_an_error(monkeypatch):
         runtime.device("cuda")
 
 
+def test_start_seeds_limits_threads_and_records_the_device(monkeypatch, capsys):
+    monkeypatch.setenv("RECBOOK_DEVICE", "cpu")
+    threads = torch.get_num_threads()
+    try:
+        assert runtime.start("auto", seed=5, threads=1) == torch.device("cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    first = torch.rand(2)
+    runtime.seed_everything(5)
+    assert torch.equal(first, torch.rand(2))  # start seeded torch with the seed it was given
+    assert runtime.recorded()["device"] == "cpu"
+    assert "torch computes on cpu with 1 thread(s)" in capsys.readouterr().out
+    assert runtime.start("auto", seed=0, framework="numpy") == "cpu"
+    with pytest.raises(ValueError, match="unknown framework"):
+        runtime.start("auto", framework="jax")
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        runtime.start("cpu", threads=0)
+    with pytest.raises(ValueError, match="unknown device"):
+        runtime.start("tpu", framework="numpy")
+
+
 def test_seed_everything_repeats():
     runtime.seed_everything(7)
     a = torch.rand(3)

@@ -1,12 +1,15 @@
 """The sequential shop: determinism, the oracle is a distribution and agrees with sampling."""
 
+import ast
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from recbook import datasets, sessions, splits
+from recbook import datasets, splits
 from recbook.columns import ITEM, TIMESTAMP, USER
+from recbook.datasets import sessions
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +89,46 @@ def test_bad_inputs_are_named(world, shop):
         sessions.world_from_shop(datasets.Dataset("x", shop.users, shop.items, shop.events))
     with pytest.raises(ValueError, match="unknown sequence dataset"):
         sessions.load("netflix")
+    with pytest.raises(ValueError, match="the shop is generated from a seed: path= is for public"):
+        sessions.load("shop", path="ml-100k.zip")
+    with pytest.raises(TypeError, match="unexpected argument"):
+        sessions.load("movielens-100k", path="ml-100k.zip", max_length=5)
+
+
+def test_load_shop_sessions_by_name(shop):
+    sizes = {"n_users": 80, "n_items": 150, "n_events": 4000}
+    by_name = sessions.load("shop", path=None, seed=3, max_length=8, shop_kwargs=sizes)
+    direct = sessions.from_shop(shop, seed=3, max_length=8)
+    pd.testing.assert_frame_equal(by_name.events, direct.events)
+
+
+def test_sessions_imports_its_sources_not_the_datasets_package():
+    """sessions sits inside recbook.datasets: importing the package from it would be a cycle."""
+    tree = ast.parse(Path(sessions.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    inside = {m for m in imported if m and m.startswith("recbook.datasets")}
+    assert inside == {
+        "recbook.datasets.base",
+        "recbook.datasets.movielens",
+        "recbook.datasets.online_retail",
+        "recbook.datasets.shop",
+    }
+    assert not any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "recbook"
+        and "datasets" in {a.name for a in n.names}
+        for n in ast.walk(tree)
+    )
 
 
 @pytest.mark.filterwarnings("ignore::recbook.datasets.UnverifiedDataWarning")
 def test_public_sequences_from_fixtures():
     root = Path(__file__).resolve().parents[1] / "data" / "fixtures"
-    ml = sessions.load("movielens-100k", data_path=root / "ml-100k")
+    ml = sessions.load("movielens-100k", path=root / "ml-100k")
     ev = ml.events
     assert (ev.groupby(USER)["position"].diff().dropna() == 1).all()
     assert (ev.groupby(USER)[TIMESTAMP].diff().dropna() >= 0).all()
-    retail = sessions.load("online-retail", data_path=root / "online_retail_sample.xlsx")
+    retail = sessions.load("online-retail", path=root / "online_retail_sample.xlsx")
     assert not retail.events.duplicated([USER, "invoice", ITEM]).any()
     assert retail.truth is None

@@ -1,4 +1,4 @@
-"""Tests of recbook.text_models: tokenised titles, title towers, grouped batches, user AUC."""
+"""Tests of recbook.text.two_tower: tokenised titles, title towers, grouped batches, user AUC."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from recbook import text, text_models
+from recbook import text
+from recbook.text import two_tower
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def tiny_bert(vocab_size: int = 30522) -> BertModel:
 
 
 def test_title_tokens_from_titles(encoder) -> None:
-    tokens = text_models.TitleTokens.from_titles(encoder, ["red shirt", "blue wool jacket"], 8)
+    tokens = two_tower.TitleTokens.from_titles(encoder, ["red shirt", "blue wool jacket"], 8)
     assert len(tokens) == 2
     assert tokens.lengths().tolist() == [4, 5]
     ids, mask = tokens[1]
@@ -39,9 +40,9 @@ def test_title_tokens_from_titles(encoder) -> None:
 
 def test_title_tokens_missing_titles(encoder) -> None:
     with pytest.raises(ValueError, match="missing or blank"):
-        text_models.TitleTokens.from_titles(encoder, pd.Series(["a", np.nan]))
+        two_tower.TitleTokens.from_titles(encoder, pd.Series(["a", np.nan]))
     with pytest.warns(UserWarning, match="replaced"):
-        tokens = text_models.TitleTokens.from_titles(
+        tokens = two_tower.TitleTokens.from_titles(
             encoder, pd.Series(["a", np.nan]), missing="placeholder"
         )
     assert len(tokens) == 2
@@ -49,20 +50,20 @@ def test_title_tokens_missing_titles(encoder) -> None:
 
 def test_title_tokens_checks_shapes() -> None:
     with pytest.raises(ValueError, match="alike"):
-        text_models.TitleTokens(torch.zeros(2, 3), torch.zeros(2, 4))
+        two_tower.TitleTokens(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
 def test_cached_vectors_reject_bad_input() -> None:
     with pytest.raises(ValueError, match="NaN"):
-        text_models.CachedTitleVectors(np.array([[0.0, np.nan]]))
+        two_tower.CachedTitleVectors(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="non-empty"):
-        text_models.CachedTitleVectors(np.zeros(3))
+        two_tower.CachedTitleVectors(np.zeros(3))
 
 
 def test_encoded_vectors_equal_frozen_embeddings(encoder) -> None:
     titles = ["red shirt", "blue wool jacket", "olive oil"]
-    tokens = text_models.TitleTokens.from_titles(encoder, titles, 16)
-    tower = text_models.EncodedTitleVectors(encoder.model, tokens).eval()
+    tokens = two_tower.TitleTokens.from_titles(encoder, titles, 16)
+    tower = two_tower.EncodedTitleVectors(encoder.model, tokens).eval()
     with torch.no_grad():
         got = tower(torch.tensor([2, 0, 2, 1])).numpy()
     want = encoder.embed(titles, max_length=16)
@@ -71,9 +72,9 @@ def test_encoded_vectors_equal_frozen_embeddings(encoder) -> None:
 
 def test_two_tower_trains_the_encoder_when_asked() -> None:
     ids = torch.randint(1000, 2000, (5, 6))
-    tokens = text_models.TitleTokens(ids, torch.ones_like(ids))
+    tokens = two_tower.TitleTokens(ids, torch.ones_like(ids))
     bert = tiny_bert()
-    model = text_models.TextTwoTower(3, text_models.EncodedTitleVectors(bert, tokens), dim=4)
+    model = two_tower.TextTwoTower(3, two_tower.EncodedTitleVectors(bert, tokens), dim=4)
     before = bert.encoder.layer[0].attention.self.query.weight.detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     logits = model(torch.tensor([0, 1, 2]), torch.tensor([4, 4, 1]))
@@ -85,7 +86,7 @@ def test_two_tower_trains_the_encoder_when_asked() -> None:
 def test_frozen_two_tower_scores_and_matrix_agree() -> None:
     torch.manual_seed(0)
     vectors = np.random.default_rng(0).normal(size=(6, 10)).astype("float32")
-    model = text_models.TextTwoTower(4, text_models.CachedTitleVectors(vectors), dim=3)
+    model = two_tower.TextTwoTower(4, two_tower.CachedTitleVectors(vectors), dim=3)
     model.eval()
     users = np.array([0, 3])
     items = np.array([5, 1, 2])
@@ -103,13 +104,13 @@ def test_two_tower_scores_unseen_items_from_text() -> None:
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(4, 8)).astype("float32")
     vectors[3] = vectors[0]  # item 3 (never trained) has item 0's title
-    model = text_models.TextTwoTower(2, text_models.CachedTitleVectors(vectors), dim=4).eval()
+    model = two_tower.TextTwoTower(2, two_tower.CachedTitleVectors(vectors), dim=4).eval()
     scores = model.score_matrix(np.arange(2), np.arange(4))
     np.testing.assert_allclose(scores[:, 3], scores[:, 0])
 
 
 def test_two_tower_rejects_mismatched_batches() -> None:
-    model = text_models.TextTwoTower(2, text_models.CachedTitleVectors(np.eye(3)), dim=2)
+    model = two_tower.TextTwoTower(2, two_tower.CachedTitleVectors(np.eye(3)), dim=2)
     with pytest.raises(ValueError, match="differ in shape"):
         model(torch.tensor([0, 1]), torch.tensor([0]))
     with pytest.raises(ValueError, match=r"user ids must lie in 0\.\.1, found 0\.\.2"):
@@ -123,7 +124,7 @@ def test_item_grouped_batches_cover_and_bound() -> None:
     items = rng.integers(0, 50, size=2000)
     users = rng.integers(0, 30, size=2000)
     labels = rng.random(2000) < 0.5
-    batches = text_models.ItemGroupedBatches(users, items, labels, 8, rows_per_item=None)
+    batches = two_tower.ItemGroupedBatches(users, items, labels, 8, rows_per_item=None)
     seen = []
     for u, i, y in batches:
         assert len(torch.unique(i)) <= 8
@@ -137,7 +138,7 @@ def test_item_grouped_batches_cover_and_bound() -> None:
 
 def test_item_grouped_batches_cap_rows_per_item() -> None:
     items = np.array([0] * 100 + [1] * 3)
-    batches = text_models.ItemGroupedBatches(np.zeros(103), items, np.ones(103), 2, 10)
+    batches = two_tower.ItemGroupedBatches(np.zeros(103), items, np.ones(103), 2, 10)
     (only,) = list(batches)
     counts = np.bincount(only[1].numpy())
     assert counts.tolist() == [10, 3]
@@ -145,9 +146,9 @@ def test_item_grouped_batches_cap_rows_per_item() -> None:
 
 def test_item_grouped_batches_bad_input() -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        text_models.ItemGroupedBatches(np.zeros(2), np.zeros(3), np.zeros(3))
+        two_tower.ItemGroupedBatches(np.zeros(2), np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="must be >= 1"):
-        text_models.ItemGroupedBatches(np.zeros(2), np.zeros(2), np.zeros(2), 0)
+        two_tower.ItemGroupedBatches(np.zeros(2), np.zeros(2), np.zeros(2), 0)
 
 
 class _Fake:
@@ -165,13 +166,13 @@ def test_labelled_pairs_from_impressions() -> None:
     events = pd.DataFrame(
         {"user_id": [0, 0, 1], "item_id": [1, 2, 1], "event": ["view", "click", "purchase"]}
     )
-    pairs = text_models.labelled_pairs(_Fake(events, 3))
+    pairs = two_tower.labelled_pairs(_Fake(events, 3))
     assert pairs["label"].tolist() == [0.0, 1.0, 1.0]
 
 
 def test_labelled_pairs_from_purchases_only() -> None:
     events = pd.DataFrame({"user_id": [0, 1, 1], "item_id": [0, 1, 1]})
-    pairs = text_models.labelled_pairs(_Fake(events, 10), n_neg=2)
+    pairs = two_tower.labelled_pairs(_Fake(events, 10), n_neg=2)
     assert (pairs["label"] == 1).sum() == 2  # the repeated purchase counts once
     assert (pairs["label"] == 0).sum() == 4
     negatives = pairs[pairs["label"] == 0]
@@ -180,9 +181,9 @@ def test_labelled_pairs_from_purchases_only() -> None:
 
 def test_item_titles_picks_the_text_column() -> None:
     items = pd.DataFrame({"item_id": [1, 0], "description": ["b", None]})
-    titles = text_models.item_titles(items)
+    titles = two_tower.item_titles(items)
     assert pd.isna(titles[0]) and titles[1] == "b"  # kept, for check_titles to refuse
     with pytest.raises(KeyError, match="no text column"):
-        text_models.item_titles(pd.DataFrame({"item_id": [0]}))
+        two_tower.item_titles(pd.DataFrame({"item_id": [0]}))
     with pytest.raises(ValueError, match="contiguous"):
-        text_models.item_titles(pd.DataFrame({"item_id": [0, 5], "title": ["a", "b"]}))
+        two_tower.item_titles(pd.DataFrame({"item_id": [0, 5], "title": ["a", "b"]}))

@@ -1,4 +1,4 @@
-"""Tests of recbook.text_pretraining: the MLM head built in the open, continued pre-training,
+"""Tests of recbook.text.pretraining: the MLM head built in the open, continued pre-training,
 and fine-tuning with a warm-up schedule. A tiny BERT keeps them fast; the tokenizer is the
 bundled one."""
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
-from recbook import text, text_pretraining, training
+from recbook import text, training
+from recbook.text import pretraining
 
 TITLES = [
     "red wool sweater",
@@ -42,7 +43,7 @@ def tiny_encoder(tokenizer) -> text.TextEncoder:
 
 def test_masked_lm_from_encoder_reports_every_weight(tokenizer) -> None:
     encoder = tiny_encoder(tokenizer)
-    mlm, report = text_pretraining.masked_lm_from_encoder(encoder)
+    mlm, report = pretraining.masked_lm_from_encoder(encoder)
     status = report.set_index("weight")["status"]
     assert sorted(status[status == "new"].index) == [
         "cls.predictions.bias",
@@ -70,16 +71,16 @@ def test_masked_lm_from_encoder_refuses_non_bert(tokenizer) -> None:
     model = DistilBertModel(DistilBertConfig(dim=16, n_layers=1, n_heads=2, hidden_dim=32))
     encoder = text.TextEncoder("distil", tokenizer, model, "test", "0" * 64)
     with pytest.raises(ValueError, match="BertForMaskedLM"):
-        text_pretraining.masked_lm_from_encoder(encoder)
+        pretraining.masked_lm_from_encoder(encoder)
 
 
 def test_continue_pretraining_lowers_the_masked_lm_loss(tokenizer) -> None:
     encoder = tiny_encoder(tokenizer)
-    mlm, _ = text_pretraining.masked_lm_from_encoder(encoder)
-    before = text_pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
-    again = text_pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
+    mlm, _ = pretraining.masked_lm_from_encoder(encoder)
+    before = pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
+    again = pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
     assert before == pytest.approx(again)  # the same seeded masking every call
-    history = text_pretraining.continue_pretraining(
+    history = pretraining.continue_pretraining(
         mlm,
         tokenizer,
         TITLES,
@@ -90,7 +91,7 @@ def test_continue_pretraining_lowers_the_masked_lm_loss(tokenizer) -> None:
         train_embeddings=True,
         progress=False,
     )
-    after = text_pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
+    after = pretraining.masked_lm_loss(mlm, tokenizer, TITLES * 5, mlm_probability=0.3)
     assert after < before - 1.0, (before, after)
     assert len(history) == 60 and list(history.columns) == ["loss", "lr"]
     # warm-up then linear decay: the learning rate peaks after 10 % of the steps
@@ -99,16 +100,16 @@ def test_continue_pretraining_lowers_the_masked_lm_loss(tokenizer) -> None:
 
 def test_head_steps_leave_the_encoder_and_token_table_alone(tokenizer) -> None:
     encoder = tiny_encoder(tokenizer)
-    mlm, _ = text_pretraining.masked_lm_from_encoder(encoder)
+    mlm, _ = pretraining.masked_lm_from_encoder(encoder)
     query = mlm.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
     dense = mlm.cls.predictions.transform.dense.weight.detach().clone()
     table = mlm.bert.embeddings.word_embeddings.weight.detach().clone()
-    text_pretraining.continue_pretraining(
+    pretraining.continue_pretraining(
         mlm, tokenizer, TITLES, steps=4, batch_size=6, lr=1e-2, head_steps=4, progress=False
     )
     torch.testing.assert_close(mlm.bert.encoder.layer[0].attention.self.query.weight, query)
     assert not torch.equal(mlm.cls.predictions.transform.dense.weight, dense)
-    text_pretraining.continue_pretraining(
+    pretraining.continue_pretraining(
         mlm, tokenizer, TITLES, steps=4, batch_size=6, lr=1e-2, head_steps=0, progress=False
     )
     assert not torch.equal(mlm.bert.encoder.layer[0].attention.self.query.weight, query)
@@ -116,26 +117,26 @@ def test_head_steps_leave_the_encoder_and_token_table_alone(tokenizer) -> None:
 
 
 def test_continue_pretraining_refuses_bad_settings(tokenizer) -> None:
-    mlm, _ = text_pretraining.masked_lm_from_encoder(tiny_encoder(tokenizer))
+    mlm, _ = pretraining.masked_lm_from_encoder(tiny_encoder(tokenizer))
     with pytest.raises(ValueError, match="head_steps"):
-        text_pretraining.continue_pretraining(mlm, tokenizer, TITLES, steps=3, head_steps=5)
+        pretraining.continue_pretraining(mlm, tokenizer, TITLES, steps=3, head_steps=5)
     with pytest.raises(ValueError, match="steps"):
-        text_pretraining.continue_pretraining(mlm, tokenizer, TITLES, steps=0)
+        pretraining.continue_pretraining(mlm, tokenizer, TITLES, steps=0)
     with pytest.raises(ValueError, match="missing or blank"):
-        text_pretraining.continue_pretraining(mlm, tokenizer, ["a", ""], steps=1, head_steps=0)
+        pretraining.continue_pretraining(mlm, tokenizer, ["a", ""], steps=1, head_steps=0)
 
 
 def test_adapted_encoder_names_its_new_weights(tokenizer) -> None:
     encoder = tiny_encoder(tokenizer)
-    mlm, _ = text_pretraining.masked_lm_from_encoder(encoder)
-    adapted = text_pretraining.adapted_encoder(encoder, mlm)
+    mlm, _ = pretraining.masked_lm_from_encoder(encoder)
+    adapted = pretraining.adapted_encoder(encoder, mlm)
     assert adapted.name == "tiny+mlm" and adapted.model is mlm.bert
-    assert adapted.sha256 == text_pretraining.weights_sha256(mlm.bert)
+    assert adapted.sha256 == pretraining.weights_sha256(mlm.bert)
     vectors = adapted.embed(TITLES, max_length=8)
     assert vectors.shape == (len(TITLES), 16)
     with torch.no_grad():
         mlm.bert.encoder.layer[0].output.dense.bias.add_(0.1)
-    assert text_pretraining.weights_sha256(mlm.bert) != adapted.sha256
+    assert pretraining.weights_sha256(mlm.bert) != adapted.sha256
 
 
 def test_fine_tune_follows_warm_up_and_decay() -> None:
@@ -151,7 +152,7 @@ def test_fine_tune_follows_warm_up_and_decay() -> None:
         return torch.nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), target)
 
     batches = training.TensorBatches(x, y, batch_size=8, seed=0)
-    history = text_pretraining.fine_tune(
+    history = pretraining.fine_tune(
         model,
         batches,
         loss_fn,
@@ -175,6 +176,6 @@ def test_fine_tune_refuses_bad_settings() -> None:
     model = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="epochs"):
-        text_pretraining.fine_tune(model, [1], torch.nn.MSELoss(), optimizer=optimizer, epochs=0)
+        pretraining.fine_tune(model, [1], torch.nn.MSELoss(), optimizer=optimizer, epochs=0)
     with pytest.raises(ValueError, match="no batches"):
-        text_pretraining.fine_tune(model, [], torch.nn.MSELoss(), optimizer=optimizer, epochs=1)
+        pretraining.fine_tune(model, [], torch.nn.MSELoss(), optimizer=optimizer, epochs=1)

@@ -183,3 +183,49 @@ def test_early_stop_ends_the_progress_bar_complete(monkeypatch):
     bar = seen["bar"]
     assert len(history.frame) < 50
     assert bar.n == bar.total == len(history.frame)
+
+
+def test_fit_adds_postfix_values_only_to_a_shown_bar(monkeypatch):
+    seen, calls = {}, []
+    real_tqdm = training.tqdm
+
+    def spy(*args, **kwargs):
+        seen["bar"] = real_tqdm(*args, **kwargs)
+        return seen["bar"]
+
+    def extra():
+        calls.append(1)
+        return {"ε": "1.250"}
+
+    monkeypatch.setattr(training, "tqdm", spy)
+    x, y = torch.randn(16, 2), torch.randn(16)
+    model, _ = _fit_mlp(TensorBatches(x, y, batch_size=8))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    loss = torch.nn.functional.mse_loss
+    fit(model, TensorBatches(x, y, batch_size=8), loss, optimizer=opt, epochs=2, postfix=extra)
+    assert len(calls) == 2 and seen["bar"].postfix.endswith("ε=1.250")
+    fit(model, TensorBatches(x, y), loss, optimizer=opt, epochs=2, postfix=extra, progress=False)
+    assert len(calls) == 2
+
+
+class _CountingSGD(torch.optim.SGD):
+    steps = 0
+
+    def step(self, closure=None):
+        type(self).steps += 1
+        return super().step(closure)
+
+
+def test_an_empty_batch_still_steps_but_adds_nothing_to_the_loss():
+    """A Poisson sample can be empty: DP-SGD still takes that step (noise only)."""
+    x, y = torch.randn(4, 2), torch.randn(4)
+    empty = (x[:0], y[:0])
+    model = MLP(2, hidden=(3,))
+    opt = _CountingSGD(model.parameters(), lr=0.0)
+    loss = torch.nn.functional.mse_loss
+    history = fit(model, [empty, (x, y), empty], loss, optimizer=opt, epochs=1, progress=False)
+    assert _CountingSGD.steps == 3
+    with torch.no_grad():
+        assert history.frame["train_loss"].iloc[0] == pytest.approx(float(loss(model(x), y)))
+    only_empty = fit(model, [empty], loss, optimizer=opt, epochs=1, progress=False)
+    assert np.isnan(only_empty.frame["train_loss"].iloc[0])  # no rows: no mean loss

@@ -1,18 +1,21 @@
 """Datasets behind one interface: the synthetic shop and public data (MovieLens, Online Retail).
 
 Every loader returns a :class:`Dataset` with contiguous integer ids, so a notebook switches data
-by changing its ``DATASET`` parameter and nothing else: ``datasets.load(DATASET, ...)``.
+by changing its ``DATASET`` parameter and nothing else: ``datasets.load(DATASET, path=...)``.
 
 The package is layered so that nothing imports back up: :mod:`~recbook.datasets.base` (the
 Dataset type) and :mod:`~recbook.datasets.registry` (checksums, downloads, reading a copy) at
-the bottom, one module per source above them (:mod:`~recbook.datasets.shop`,
-:mod:`~recbook.datasets.movielens`, :mod:`~recbook.datasets.online_retail`), and this module on
-top, the only one that knows every source (``tests/test_package_layout.py`` checks it).
+the bottom, one source above them (the :mod:`~recbook.datasets.shop` subpackage,
+:mod:`~recbook.datasets.movielens`, :mod:`~recbook.datasets.online_retail`), each importing
+only those two, and this module on top, the only one that knows every source
+(``tests/test_package_layout.py`` checks it). :mod:`~recbook.datasets.sessions` orders a
+source's events into sequences; it imports the sources it reads directly, never this module.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,13 +76,25 @@ DATASETS = tuple(_LOADERS)
 SPECS: dict[str, Spec] = {spec.name: spec for spec in (ML100K, ML1M, ONLINE_RETAIL)}
 
 
-def load(name: str, **kwargs: Any) -> Dataset:
-    """Load a dataset by name: ``"shop"`` (default, offline; ``kwargs`` go to
-    :func:`load_shop`), ``"movielens-100k"``, ``"movielens-1m"`` (to
-    :func:`load_movielens`) or ``"online-retail"`` (to :func:`load_online_retail`); public
-    data is downloaded once and checksum-verified."""
+def load(name: str, path: str | os.PathLike | None = None, **kwargs: Any) -> Dataset:
+    """Load a dataset by name: ``"shop"`` (offline; ``kwargs`` go to :func:`load_shop`),
+    ``"movielens-100k"``, ``"movielens-1m"`` (to :func:`load_movielens`) or
+    ``"online-retail"`` (to :func:`load_online_retail`).
+
+    ``path`` is a local copy of public data (the zip, the extracted folder or the main file);
+    without it the official archive is downloaded once and checksum-verified. Every name
+    takes ``path=None``, so a notebook can pass its ``DATA_PATH`` whatever its ``DATASET``;
+    the shop is generated, so a ``path`` for it is an error rather than silently ignored.
+    """
     checks.one_of(name, DATASETS, "dataset")
-    return _LOADERS[name](**kwargs)
+    if name == "shop":
+        if path is not None:
+            raise ValueError(
+                f"path={str(path)!r} given for the shop, but the shop is generated from a seed: "
+                "path= is for public data (movielens-100k, movielens-1m, online-retail)"
+            )
+        return _LOADERS[name](**kwargs)
+    return _LOADERS[name](path=path, **kwargs)
 
 
 def fetch(name: str) -> Path:

@@ -74,7 +74,7 @@ def index_ids(raw: pd.Series, catalogue: pd.Index, what: str) -> np.ndarray:
 
 def events_in_time_order(cols: dict[str, np.ndarray], event: str) -> pd.DataFrame:
     """Events sorted by (timestamp, user_id, item_id) with a constant ``event`` column placed
-    after ``timestamp``; sorting one packed int64 key is ~10x faster than DataFrame.sort_values."""
+    after ``timestamp``; one argsort of a packed int64 key beats a multi-column sort_values."""
     user, item, ts = (np.asarray(cols[c], dtype=np.int64) for c in (USER, ITEM, TIMESTAMP))
     n_u, n_i = int(user.max(initial=0)) + 1, int(item.max(initial=0)) + 1
     t = ts - (ts.min() if len(ts) else 0)

@@ -36,12 +36,12 @@ NON_PRODUCT_CODES = (
     "POST", "DOT", "C2", "M", "D", "S", "B", "CRUK", "AMAZONFEE", "PADS", "BANK CHARGES",
 )  # fmt: skip
 NON_PRODUCT_PREFIXES = ("GIFT_",)  # gift vouchers: gift_0001_10 ... gift_0001_50
-_RETAIL_PARSE_VERSION = 2  # 2: parquet (1 was a pickle, never read any more)
+_RETAIL_PARSE_VERSION = 2  # in the cache's name and metadata: another parse's cache is ignored
 
 
 def _excel_engine() -> str:
-    """python-calamine (Rust) when installed: ~15x faster than openpyxl on the 541,909-row
-    workbook, same values; openpyxl otherwise."""
+    """python-calamine (Rust) when installed: much faster than openpyxl on the full workbook,
+    same values; openpyxl otherwise."""
     return "calamine" if importlib.util.find_spec("python_calamine") else "openpyxl"
 
 
@@ -163,7 +163,7 @@ def _write_retail_cache(raw: pd.DataFrame, cache: Path, source_sha256: str) -> N
 
 def _retail_raw(files: Files) -> pd.DataFrame:
     """The parsed workbook, cached as parquet keyed by the workbook's sha256: parsing the real
-    workbook takes minutes with openpyxl, reading the parquet well under a second."""
+    workbook is slow (openpyxl above all), reading the parquet is fast."""
     name = SPEC.main
     workbook = files.read(name)  # hashed (and checked against the registry) as it is read
     source_sha256 = sha256_bytes(workbook)

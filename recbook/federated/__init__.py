@@ -5,10 +5,16 @@
   public global offset;
 * :mod:`.fedavg` - FedAvg from scratch, local-only training, faults;
 * :mod:`.dp` - DP-FedAvg with a trusted server (central DP) or without one (distributed DP);
-* :mod:`.noise` - secure randomness by default, seeded runs labelled as demos;
 * :mod:`.secagg` - toy pairwise-mask secure aggregation with an overflow check;
-* :mod:`.flower` - the same FedAvg as a Flower App (``flower_app/``) run with ``flwr run`` on
-  Flower's simulation and deployment engines.
+* :mod:`.flower` - model state as Flower messages, and recbook's (ε, δ) statement for Flower's
+  own DP wrappers;
+* :mod:`.local_federation` - Flower's simulation and deployment engines started on 127.0.0.1,
+  a Flower App submitted with ``flwr run``, its result read back.
+
+The same FedAvg runs as a Flower App: a separate project (``flower_app/`` of the checkout,
+package ``recbook_flower``) that imports recbook; recbook never imports it.
+:class:`LocalFederation` finds it by folder (``app_dir``). Randomness (secure by default,
+seeded runs labelled as demos) is :mod:`recbook.privacy.randomness`, re-exported here.
 
 Trust model, step by step: a client trusts itself with its raw ratings and user rows, which
 never leave it. In plain FedAvg and in central DP-FedAvg the server is trusted to see each
@@ -40,12 +46,13 @@ from recbook.federated.fedavg import (
     squared_error,
 )
 from recbook.federated.flower import (
-    LocalFederation,
+    adaptive_noise,
     arrays_to_state,
     flower_message_bytes,
+    flower_privacy,
     to_arrays,
 )
-from recbook.federated.noise import SECURE_LABEL, SEEDED_LABEL, Randomness
+from recbook.federated.local_federation import LocalFederation
 from recbook.federated.secagg import capacity_check, masked_updates, unmask_sum
 from recbook.federated.state import (
     RATING_SCALE,
@@ -58,6 +65,7 @@ from recbook.federated.state import (
     shared_state,
     user_side,
 )
+from recbook.privacy.randomness import SECURE_LABEL, SEEDED_LABEL, Randomness
 
 __all__ = [
     "Client",
@@ -71,6 +79,7 @@ __all__ = [
     "Randomness",
     "SECURE_LABEL",
     "SEEDED_LABEL",
+    "adaptive_noise",
     "arrays_to_state",
     "capacity_check",
     "clip_update",
@@ -78,6 +87,7 @@ __all__ = [
     "federated_rmse",
     "fedavg",
     "flower_message_bytes",
+    "flower_privacy",
     "groups_by_column",
     "groups_of_size",
     "groups_random",

@@ -40,21 +40,21 @@ class Client:
         return len(self.test[0])
 
 
-def _triples(df: pd.DataFrame, col_user: str, col_item: str, col_rating: str) -> Triples:
+def _triples(df: pd.DataFrame) -> Triples:
     return (
-        torch.tensor(df[col_user].to_numpy(), dtype=torch.long),
-        torch.tensor(df[col_item].to_numpy(), dtype=torch.long),
-        torch.tensor(df[col_rating].to_numpy(), dtype=torch.float32),
+        torch.tensor(df[USER].to_numpy(), dtype=torch.long),
+        torch.tensor(df[ITEM].to_numpy(), dtype=torch.long),
+        torch.tensor(df[RATING].to_numpy(), dtype=torch.float32),
     )
 
 
-def groups_by_column(users: pd.DataFrame, column: str, col_user: str = USER) -> dict:
+def groups_by_column(users: pd.DataFrame, column: str) -> dict:
     """User ids grouped by a user attribute (e.g. ``region``, ``occupation``), sorted by the
     attribute's value: naturally non-IID clients whose partition id is the value's rank."""
-    checks.frame(users, (col_user,), "users")
+    checks.frame(users, (USER,), "users")
     if column not in users.columns:
         raise KeyError(f"users has no column {column!r}; columns are {list(users.columns)}")
-    return {key: g[col_user].to_numpy() for key, g in users.groupby(column, sort=True)}
+    return {key: g[USER].to_numpy() for key, g in users.groupby(column, sort=True)}
 
 
 def groups_random(user_ids: Iterable[int], n_clients: int, seed: int = 0) -> dict:
@@ -70,7 +70,6 @@ def groups_of_size(
     size: int,
     within: str | None = None,
     seed: int = 0,
-    col_user: str = USER,
 ) -> dict:
     """Many small clients of about ``size`` users (a household, a shop, a device group).
 
@@ -79,7 +78,7 @@ def groups_of_size(
     """
     checks.integer(size, "size (users per client)", minimum=1)
     rng = np.random.default_rng(checks.seed(seed))
-    parts = groups_by_column(users, within, col_user) if within else {"all": users[col_user]}
+    parts = groups_by_column(users, within) if within else {"all": users[USER]}
     out: dict = {}
     for key, ids in parts.items():
         ids = rng.permutation(np.asarray(ids))
@@ -88,36 +87,29 @@ def groups_of_size(
     return out
 
 
-def make_clients(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    groups: dict,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
-) -> list[Client]:
+def make_clients(train: pd.DataFrame, test: pd.DataFrame, groups: dict) -> list[Client]:
     """Split train/test ratings by user group into :class:`Client` objects.
 
     Every user with a rating must be in exactly one group, and every group must hold training
     data; anything else is an error rather than a silent drop.
     """
-    checks.frame(train, (col_user, col_item, col_rating), "train")
-    checks.frame(test, (col_user, col_item, col_rating), "test")
+    checks.frame(train, (USER, ITEM, RATING), "train")
+    checks.frame(test, (USER, ITEM, RATING), "test")
     owner: dict[int, int] = {}
     for k, ids in enumerate(groups.values()):
         for u in np.asarray(ids).tolist():
             if u in owner:
                 raise ValueError(f"user {u} is in two groups ({owner[u]} and {k}); fix the split")
             owner[u] = k
-    seen = pd.concat([train[col_user], test[col_user]]).unique()
+    seen = pd.concat([train[USER], test[USER]]).unique()
     orphans = [int(u) for u in seen if int(u) not in owner]
     if orphans:
         raise ValueError(
             f"{len(orphans)} users with ratings belong to no client (e.g. {orphans[:5]}); "
             "build the groups from every user in the ratings"
         )
-    train_k = train[col_user].map(owner).to_numpy()
-    test_k = test[col_user].map(owner).to_numpy()
+    train_k = train[USER].map(owner).to_numpy()
+    test_k = test[USER].map(owner).to_numpy()
     clients = []
     for k, (label, ids) in enumerate(groups.items()):
         tr, te = train[train_k == k], test[test_k == k]
@@ -130,8 +122,8 @@ def make_clients(
             Client(
                 client_id=k,
                 users=np.sort(np.asarray(ids)),
-                train=_triples(tr, col_user, col_item, col_rating),
-                test=_triples(te, col_user, col_item, col_rating),
+                train=_triples(tr),
+                test=_triples(te),
                 label=str(label),
             )
         )
@@ -174,7 +166,6 @@ def partition(
     users: pd.DataFrame,
     column: str,
     partition_id: int,
-    col_user: str = USER,
 ) -> tuple[str, Client]:
     """Only client ``partition_id``'s data: the users whose ``column`` value has that rank
     (in :func:`groups_by_column`'s order, so partition ``k`` is the loop's client ``k``).
@@ -182,16 +173,16 @@ def partition(
     This is what a Flower SuperNode loads: its own partition, nothing of the other clients'.
     Returns the partition's label (the attribute value) and its :class:`Client`.
     """
-    checks.frame(users, (col_user,), "users")
+    checks.frame(users, (USER,), "users")
     if column not in users.columns:
         raise KeyError(f"users has no column {column!r}; columns are {list(users.columns)}")
-    labels = list(groups_by_column(users, column, col_user))  # the loop's client order
+    labels = list(groups_by_column(users, column))  # the loop's client order
     checks.integer(partition_id, "partition-id", minimum=0, maximum=len(labels) - 1)
     label = labels[partition_id]
-    mine = users.loc[users[column] == label, col_user].to_numpy()
-    tr, te = train[train[col_user].isin(mine)], test[test[col_user].isin(mine)]
-    rated = np.union1d(tr[col_user].unique(), te[col_user].unique())
-    (client,) = make_clients(tr, te, {label: rated}, col_user=col_user)
+    mine = users.loc[users[column] == label, USER].to_numpy()
+    tr, te = train[train[USER].isin(mine)], test[test[USER].isin(mine)]
+    rated = np.union1d(tr[USER].unique(), te[USER].unique())
+    (client,) = make_clients(tr, te, {label: rated})
     client.client_id = partition_id
     return str(label), client
 

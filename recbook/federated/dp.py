@@ -31,8 +31,8 @@ import math
 from dataclasses import dataclass
 
 from recbook import checks
-from recbook.federated.noise import Randomness
 from recbook.federated.state import State
+from recbook.privacy.randomness import Randomness
 
 MODES = ("central", "distributed")
 
@@ -92,7 +92,7 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: 
     """epsilon of DP-FedAvg: ``rounds`` Poisson-subsampled Gaussian mechanisms at the client
     level - the same mechanism as DP-SGD, so the same accountant
     (:func:`recbook.privacy.epsilon_dp_accounting`, RDP). ``inf`` without noise."""
-    from recbook.privacy import epsilon_dp_accounting
+    from recbook.privacy.accounting import epsilon_dp_accounting
 
     if checks.number(sample_rate, "sample_rate", positive=True) > 1:
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")

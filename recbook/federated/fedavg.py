@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from recbook import checks
 from recbook.federated.clients import Client, Triples
 from recbook.federated.dp import DPConfig, PrivacyReport, add_noise, clip_update, dp_epsilon
-from recbook.federated.noise import Randomness
 from recbook.federated.secagg import masked_updates, unmask_sum
 from recbook.federated.state import (
     PrivatePredicate,
@@ -37,6 +36,7 @@ from recbook.federated.state import (
     shared_state,
     user_side,
 )
+from recbook.privacy.randomness import Randomness
 
 # ----------------------------------------------------------------------------- local training
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recbook import checks
-from recbook.federated.noise import Randomness
+from recbook.privacy.randomness import Randomness
 
 MODULUS_BITS = 32
 _HALF = 2 ** (MODULUS_BITS - 1)

@@ -8,9 +8,10 @@ README.md holds marked sections::
 
 ``notebooks`` is rendered from ``benchmarks/results/notebooks.json`` (a copy of the runner's
 ``summary.json``; ``notebooks-gpu.json``, when present, fills the GPU column); any other name
-``NAME`` from the benchmark file ``benchmarks/results/NAME.json`` (see :mod:`recbook.results`).
-``python -m recbook.readme`` rewrites the sections in place, ``--check`` only reports stale ones
-(exit 1), and ``--notebooks-from runs/<stamp>/summary.json`` first records a new runner summary.
+``NAME`` from the benchmark file ``benchmarks/results/NAME.json`` (see :mod:`recbook.book.results`).
+``python -m recbook.book.readme`` rewrites the sections in place, ``--check`` only reports stale
+ones (exit 1), and ``--notebooks-from runs/<stamp>/summary.json`` first records a new runner
+summary.
 ``tests/test_readme.py`` fails when README.md differs from what this module renders.
 """
 
@@ -23,10 +24,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recbook import results
-from recbook.runner import first_line
+from recbook.book import results
+from recbook.book.runner import first_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # recbook/book/readme.py -> the checkout
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
 NOTEBOOKS = "notebooks"
@@ -176,7 +177,7 @@ def _headline(notebook: str, records: dict[str, Any]) -> str:
         if key not in records:
             raise ReadmeError(
                 f"README headline of {notebook} needs the record {key!r}, which the recorded run "
-                f"lacks (it has {sorted(records)}); re-run it or edit recbook.readme.HEADLINES"
+                f"lacks (it has {sorted(records)}); re-run it or edit recbook.book.readme.HEADLINES"
             )
         cells.append(f"{label} {_fmt(records[key])}")
     return ", ".join(cells)
@@ -263,7 +264,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def render_benchmark(doc: dict[str, Any]) -> str:
-    """A benchmark results file (see :mod:`recbook.results`) as a markdown table."""
+    """A benchmark results file (see :mod:`recbook.book.results`) as a markdown table."""
     rows = results.check_rows(doc.get("rows"), f"benchmark {doc.get('benchmark')!r}")
     cols = _metric_columns(rows)
     head = ["model", "library"] + [HEADERS.get(c, c) for c in cols]
@@ -291,7 +292,7 @@ def render(name: str, results_dir: Path = RESULTS) -> str:
         if not path.exists():
             raise ReadmeError(
                 f"{path} is missing: run `python -m recbook run`, then "
-                "`python -m recbook.readme --notebooks-from runs/<stamp>/summary.json`"
+                "`python -m recbook.book.readme --notebooks-from runs/<stamp>/summary.json`"
             )
         gpu_path = results_dir / "notebooks-gpu.json"
         gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
@@ -355,9 +356,9 @@ def record_notebook_summary(summary_path: Path, results_dir: Path = RESULTS, gpu
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m recbook.readme [--check] [--notebooks-from SUMMARY [--gpu]]``."""
+    """``python -m recbook.book.readme [--check] [--notebooks-from SUMMARY [--gpu]]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m recbook.readme",
+        prog="python -m recbook.book.readme",
         description="Regenerate the README's marked tables from the recorded runs.",
     )
     parser.add_argument("--check", action="store_true", help="report stale sections; exit 1")
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             old = stale(text, args.results)
             if old:
-                print(f"stale README sections: {', '.join(old)}; run python -m recbook.readme")
+                print(f"stale README sections: {', '.join(old)}; run python -m recbook.book.readme")
                 return 1
             print(f"README sections up to date: {', '.join(sections(text)) or '(none)'}")
             return 0

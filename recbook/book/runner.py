@@ -83,7 +83,7 @@ def default_notebook_dir() -> Path:
     here = Path.cwd() / "notebooks"
     if any(here.glob(NOTEBOOK_GLOB)):
         return here
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"  # recbook/book/ -> the checkout
 
 
 def resolve_notebooks(names: list[str] | None, notebook_dir: Path | None = None) -> list[Path]:
@@ -261,6 +261,34 @@ def run_notebook(
     )
 
 
+def store(result: NotebookResult) -> Path:
+    """Write a successful run's executed notebook over its source: the one way a notebook's
+    outputs are made for a commit (``make nb``). Only a run with no injected parameters is
+    stored, so a ``-p`` value never becomes a notebook's new default; papermill's own metadata is
+    dropped, so the stored notebook reads as a plain executed notebook."""
+    import nbformat
+
+    if result.status != "ok":
+        raise RunnerError(f"{result.notebook} failed, nothing stored: {first_line(result.error)}")
+    if result.parameters:
+        raise RunnerError(
+            f"{result.notebook} ran with -p {', '.join(result.parameters)}: a stored notebook "
+            "runs at its defaults (change the parameters cell instead)"
+        )
+    source, executed = Path(result.path), Path(result.output)
+    if source.resolve() == executed.resolve():
+        raise RunnerError(f"{source} is both the source and the output: nothing to store")
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    if counts != list(range(1, len(counts) + 1)):
+        raise RunnerError(f"{executed}: execution counts {counts} are not 1..{len(counts)}")
+    nbformat.write(nb, str(source))
+    return source
+
+
 def summary_table(results: list[NotebookResult]) -> pd.DataFrame:
     """The table the runner prints: notebook, status, device, wall seconds, recorded metrics."""
     rows = []
@@ -306,6 +334,12 @@ def run(
     paths = resolve_notebooks(notebooks)
     jobs = plan(paths, params)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+    clash = sorted(p.name for p in paths if (out_dir / p.name).resolve() == p.resolve())
+    if clash:
+        raise RunnerError(
+            f"--out {out_dir} is the notebooks' own folder: the run would overwrite "
+            f"{', '.join(clash)}; choose another folder (make nb stores a finished run)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results = []

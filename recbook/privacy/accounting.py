@@ -6,7 +6,7 @@ Why each piece is here:
 * :func:`default_delta` / :func:`check_budget` — δ must be far below ``1/n`` (a mechanism that
   publishes one random person's data whole is (0, 1/n)-DP); the default is ``1/(10 n)``.
 * :func:`noise_multiplier_for` is the project's ONE calibrator (Opacus's search): DP-SGD
-  (:mod:`recbook.dp_sgd`) and DP-FedAvg both call it.
+  (:mod:`recbook.privacy.mechanisms`) and DP-FedAvg both call it.
 * :func:`epsilon_opacus` / :func:`epsilon_dp_accounting` / :func:`accountant_crosscheck`
   recompute ε with Opacus and with Google's ``dp-accounting``, so one library checks the other.
 * :func:`group_privacy` is what example-level DP says about a user with ``k`` examples.

@@ -258,7 +258,7 @@ def centre_and_scale(vectors: Any, items: Any = None) -> tuple[np.ndarray, float
     has three such dimensions (std 0, 0 and ~1.5e-9 over the shop's titles). Divided by its
     own std, such a dimension becomes float-rounding noise blown up to unit variance, and once
     the encoder is fine-tuned any change in it is multiplied by up to 1e9: the logits explode
-    and training collapses (warm AUC ~0.44 in the first draft of notebook 04). The scale
+    and training collapses (warm AUC falls to chance). The scale
     returned is the root-mean-square of the per-dimension stds: every dimension is multiplied
     by the same factor, so nothing is amplified more than the typical one.
     """

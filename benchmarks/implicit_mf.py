@@ -67,14 +67,13 @@ class ImplicitModel:
         return scores
 
 
-def interactions(
-    train: pd.DataFrame, n_users: int, n_items: int, col_user: str = USER, col_item: str = ITEM
-) -> sp.csr_matrix:
-    """Binary (users x items) CSR matrix of the pairs in ``train`` (a repeated pair counts once)."""
+def interactions(train: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary (users x items) CSR matrix of the (user_id, item_id) pairs in ``train`` (a
+    repeated pair counts once)."""
     checks.integer(n_users, "n_users", minimum=1)
     checks.integer(n_items, "n_items", minimum=1)
-    checks.non_empty(checks.frame(train, (col_user, col_item), "train"), "train")
-    u, i = checks.id_columns(train, n_users, n_items, col_user, col_item, "train")
+    checks.non_empty(checks.frame(train, (USER, ITEM), "train"), "train")
+    u, i = checks.id_columns(train, n_users, n_items, "train")
     x = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_users, n_items))
     x.sum_duplicates()
     x.data[:] = 1.0
@@ -123,8 +122,6 @@ def fit_ials(
     init_sd: float = 0.01,
     block: int = 1024,
     seed: int = 0,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> ImplicitModel:
     """Implicit ALS (Hu et al. 2008) on the binary interactions in ``train``.
 
@@ -141,7 +138,7 @@ def fit_ials(
     reg = checks.number(reg, "reg", positive=True)
     alpha = checks.number(alpha, "alpha", non_negative=True)
     init_sd = checks.number(init_sd, "init_sd", positive=True)
-    x = interactions(train, n_users, n_items, col_user, col_item)
+    x = interactions(train, n_users, n_items)
     xt = x.T.tocsr()
     rng = np.random.default_rng(checks.seed(seed))
     users = rng.normal(0.0, init_sd, (n_users, factors))
@@ -203,8 +200,6 @@ def fit_bpr(
     seed: int = 0,
     device: str = "auto",
     progress: bool = False,
-    col_user: str = USER,
-    col_item: str = ITEM,
 ) -> ImplicitModel:
     """BPR-MF (Rendle et al. 2009): score ``p_u·q_i + b_i``, trained with Adam on
     ``-log σ(x_ui - x_uj) + reg (|p_u|² + |q_i|² + |q_j|² + b_i² + b_j²)`` per triple.
@@ -224,7 +219,7 @@ def fit_bpr(
     reg = checks.number(reg, "reg", non_negative=True)
     init_sd = checks.number(init_sd, "init_sd", positive=True)
     seed = checks.seed(seed)
-    x = interactions(train, n_users, n_items, col_user, col_item)
+    x = interactions(train, n_users, n_items)
     coo = x.tocoo()
     pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
     dev = runtime.device(device)

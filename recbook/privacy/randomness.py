@@ -3,17 +3,24 @@
 A DP guarantee holds only if the noise and the sampling are unknown to the attacker. A model
 trained with noise from a fixed, published seed is a deterministic function of the data, and
 two models from the same seed share their noise, which an attacker can cancel. So every
-private run here draws from the operating system's CSPRNG (``os.urandom``) unless a seed is
-given, and a seeded run is labelled "reproducible demo, not private" wherever it is reported.
+private run draws from the operating system's CSPRNG unless a seed is given, and a seeded run
+is labelled :data:`SEEDED_LABEL` wherever it is reported. DP-SGD, the audit and DP-FedAvg all
+take their OS randomness and their labels from here, so that there is one place to check and
+one wording for a seeded run.
 
-Gaussian noise is Box-Muller over 53-bit uniforms from ``os.urandom``. Floating-point
-sampling has known subtleties (Mironov 2012); production systems use a discrete Gaussian
-(Canonne et al. 2020) - this is the teaching version, honest about its limits.
+* :func:`os_seed` - 63 OS bits for seeding a generator (DP-SGD re-seeds its torch generators
+  with it every step; the noisy mean and the audit's canaries use it once).
+* :class:`Randomness` - one run's separate streams (sampling, noise, masks) for DP-FedAvg and
+  secure aggregation. Its secure Gaussian is Box-Muller over 53-bit uniforms from
+  ``os.urandom``. Floating-point sampling has known subtleties (Mironov 2012); production
+  systems use a discrete Gaussian (Canonne et al. 2020) - this is the teaching version, honest
+  about its limits.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import numpy as np
 import torch
@@ -22,6 +29,12 @@ from recbook import checks
 
 SEEDED_LABEL = "reproducible demo, not private (seeded noise and sampling)"
 SECURE_LABEL = "secure (noise and sampling from the OS CSPRNG)"
+
+
+def os_seed() -> int:
+    """63 bits from the operating system's CSPRNG, for seeding a generator that must stay
+    unpredictable (a private run's noise, batches, canaries)."""
+    return secrets.randbits(63)
 
 
 def mode_label(seed: int | None) -> str:

@@ -2,7 +2,7 @@
 
 Why: a pretrained encoder earns its cost only if it beats what a word count already gives.
 Both functions return an ``(n_items, d)`` float32 table for
-:class:`recbook.text_models.CachedTitleVectors`, so they go through the *same* two-tower head
+:class:`recbook.text.two_tower.CachedTitleVectors`, so they go through the *same* two-tower head
 as the encoder's vectors and the comparison isolates the item representation.
 
 The bag of words learns its vocabulary from the ``fit_items`` only (the warm items, whose
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recbook import checks
-from recbook.text import check_titles
+from recbook.text.encoder import check_titles
 
 WEIGHTINGS = ("tfidf", "binary")
 

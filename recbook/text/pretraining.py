@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from recbook import checks
-from recbook.text import TextEncoder, check_titles
+from recbook.text.encoder import TextEncoder, check_titles
 from recbook.training import History, evaluate_loss
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from recbook import checks
 from recbook.columns import EVENT, ITEM, LABEL, USER
 from recbook.models_torch import check_id_batch
-from recbook.text import TextEncoder, mean_pool
+from recbook.text.encoder import TextEncoder, mean_pool
 
 
 class TitleTokens(torch.utils.data.Dataset):

@@ -4,7 +4,7 @@ The shop (:mod:`recbook.datasets.shop`) says which items a user likes, not in wh
 them. Real baskets have order: a shopper browses with an intent (a category, a need) that
 drifts; a purchase calls for its complement (headphones, then a charger); consumables
 (grocery, beauty, pet food) are bought again. This module builds that order *on top of* a
-shop :class:`~recbook.datasets.Dataset` (its users, items and latent truth), deterministic
+shop :class:`~recbook.datasets.base.Dataset` (its users, items and latent truth), deterministic
 from a seed, vectorised across users.
 
 The generative story, step ``t`` of user ``u`` with history ``h = (i_1, ..., i_{t-1})``:
@@ -36,7 +36,10 @@ from scipy.special import softmax
 
 from recbook import checks
 from recbook.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
-from recbook.datasets import Dataset
+from recbook.datasets.base import Dataset
+from recbook.datasets.movielens import load_movielens
+from recbook.datasets.online_retail import load_online_retail
+from recbook.datasets.shop import START_TIMESTAMP, load_shop
 
 CONSUMABLE_CATEGORIES = ("grocery", "beauty", "pets")
 # category -> the category of what tends to be bought right after one of its products
@@ -360,7 +363,7 @@ def from_shop(
     rng = np.random.default_rng(checks.seed(seed) + 104729)
     live = items >= 0
     gaps = rng.exponential(6 * 3600.0, size=items.shape).astype(np.int64) + 60
-    start = shop.info.get("start_timestamp", 1_704_067_200)
+    start = shop.info.get("start_timestamp", START_TIMESTAMP)
     signup = shop.users["signup_day"].to_numpy() if "signup_day" in shop.users else 0
     ts = start + np.asarray(signup)[:, None] * 86_400 + np.cumsum(gaps, axis=1)
     u, pos = np.nonzero(live)
@@ -428,24 +431,30 @@ def from_public(dataset: Dataset, *, seed: int = 0) -> Dataset:
 
 def load(
     name: str = "shop",
+    path: str | os.PathLike | None = None,
     *,
-    data_path: str | os.PathLike | None = None,
     seed: int = 0,
     shop_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Dataset:
     """Behaviour sequences by dataset name: "shop" (the session world over
-    ``datasets.load("shop", seed=seed, **shop_kwargs)``), "movielens-100k" or "online-retail"
-    (read with ``path=data_path``)."""
-    from recbook import datasets
+    ``load_shop(seed=seed, **shop_kwargs)``, ``kwargs`` going to :func:`from_shop`),
+    "movielens-100k" or "online-retail" (read from ``path`` as ``datasets.load`` reads it:
+    a local copy, or the verified download when ``path`` is None).
 
+    ``path`` means the same as in ``recbook.datasets.load``: every name takes ``path=None``,
+    and the shop, being generated, refuses any other value.
+    """
     checks.one_of(name, ("shop", *PUBLIC), "sequence dataset")
     if name == "shop":
-        if data_path is not None:
-            raise ValueError("data_path is for public data; the shop is generated")
-        shop = datasets.load("shop", seed=seed, **(shop_kwargs or {}))
+        if path is not None:
+            raise ValueError(
+                f"path={str(path)!r} given for the shop, but the shop is generated from a seed: "
+                f"path= is for public data ({', '.join(PUBLIC)})"
+            )
+        shop = load_shop(seed=seed, **(shop_kwargs or {}))
         return from_shop(shop, seed=seed, **kwargs)
     checks.no_extra({**kwargs, **(shop_kwargs or {})}, f"sessions.load({name!r})")
     if name == "movielens-100k":
-        return from_public(datasets.load_movielens("100k", path=data_path), seed=seed)
-    return from_public(datasets.load_online_retail(path=data_path), seed=seed)
+        return from_public(load_movielens("100k", path=path), seed=seed)
+    return from_public(load_online_retail(path=path), seed=seed)

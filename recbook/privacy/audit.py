@@ -17,7 +17,6 @@ Why each piece is here:
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from torch import nn
 
 from recbook import checks, metrics
 from recbook.columns import ITEM, RATING, USER
+from recbook.privacy.randomness import os_seed
 
 
 def max_attack_auc(epsilon: float, delta: float = 0.0) -> float:
@@ -108,21 +108,18 @@ def rating_losses(
     *,
     transform=None,
     device: torch.device | str = "cpu",
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rating: str = RATING,
 ) -> np.ndarray:
-    """Per-example squared error of a ``model(user, item)`` rating model on ``df`` — the loss
-    the attacker observes. ``transform`` maps raw outputs to ratings (e.g. a sigmoid model's
-    ``1 + 4 sigmoid(z)``)."""
-    checks.frame(df, (col_user, col_item, col_rating), "rating_losses: df")
+    """Per-example squared error of a ``model(user, item)`` rating model on ``df`` (columns
+    :data:`~recbook.columns.USER`, ``ITEM``, ``RATING``) — the loss the attacker observes.
+    ``transform`` maps raw outputs to ratings (e.g. a sigmoid model's ``1 + 4 sigmoid(z)``)."""
+    checks.frame(df, (USER, ITEM, RATING), "rating_losses: df")
     model.eval()
-    users = torch.tensor(df[col_user].to_numpy(dtype=np.int64), device=device)
-    items = torch.tensor(df[col_item].to_numpy(dtype=np.int64), device=device)
+    users = torch.tensor(df[USER].to_numpy(dtype=np.int64), device=device)
+    items = torch.tensor(df[ITEM].to_numpy(dtype=np.int64), device=device)
     out = model(users, items)
     pred = transform(out) if transform is not None else out
     pred = pred.float().cpu().numpy()
-    return (pred - df[col_rating].to_numpy(dtype=float)) ** 2
+    return (pred - df[RATING].to_numpy(dtype=float)) ** 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,13 +243,14 @@ def rating_canaries(
     gives ``rating`` to an item — with ``one_item`` the same random item for every canary, so
     that canaries differ only in whether their user was trained on (item biases would otherwise
     blur the guesses); each canary is included with probability 1/2. The coins and the item
-    come from the OS (``secrets``) unless a ``seed`` is given (reproducible demo).
+    come from the OS (:func:`~recbook.privacy.randomness.os_seed`) unless a ``seed`` is given
+    (reproducible demo).
     """
     n_users = checks.integer(n_users, "n_users", minimum=1)
     n_items = checks.integer(n_items, "n_items", minimum=1)
     m = checks.integer(m, "m (canaries)", minimum=2)
     rating = checks.number(rating, "rating")
-    seed = secrets.randbits(63) if seed is None else checks.seed(seed)
+    seed = os_seed() if seed is None else checks.seed(seed)
     rng = np.random.default_rng(seed)
     items = np.full(m, rng.integers(0, n_items)) if one_item else rng.integers(0, n_items, m)
     canaries = pd.DataFrame({USER: n_users + np.arange(m), ITEM: items, RATING: np.full(m, rating)})
