@@ -8,27 +8,12 @@ key of the App's ``pyproject.toml``. Nothing here starts Flower.
 
 from __future__ import annotations
 
-import ast
-import sys
-from pathlib import Path
-
 import pytest
+from flower_defaults import APP, DEFAULTS, ROOT
+from recbook_flower.task import TaskConfig
 
 from recbook import federated as fl
 from recbook.federated.local_federation import find_app_dir
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "flower_app"
-if str(APP) not in sys.path:  # the App is its own project, not installed in this environment
-    sys.path.insert(0, str(APP))
-from recbook_flower.task import TaskConfig
-
-DEFAULTS = tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
 
 
 def test_the_typed_config_reads_the_apps_pyproject_defaults():
@@ -85,15 +70,3 @@ def test_local_federation_finds_the_app_by_folder(tmp_path, monkeypatch):
         assert federation.app_dir == APP and federation.procs == []
     finally:
         federation.close()
-
-
-def test_recbook_never_imports_the_app():
-    """The App depends on recbook, not the other way round (an installed recbook has no App)."""
-    for path in (ROOT / "recbook").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not any(n.split(".")[0] == "recbook_flower" for n in names), path

@@ -22,29 +22,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flower_defaults import APP, DEFAULTS, ROOT
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
     FedAvg,
 )
+from recbook_flower import strategy
+from recbook_flower.task import TaskConfig
 
 from recbook import datasets, splits
 from recbook import federated as fl
 from recbook.federated import flower
 from recbook.models_torch import BiasedMF
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "flower_app"
-if str(APP) not in sys.path:  # the App is its own project, not installed in this environment
-    sys.path.insert(0, str(APP))
-from recbook_flower import strategy
-from recbook_flower.task import TaskConfig
 
 FIXTURE = ROOT / "data" / "fixtures" / "ml-100k"
 CLIP = 0.05
@@ -52,7 +43,6 @@ RUN = dict(
     dataset="movielens-100k", data_path=str(FIXTURE), partition_column="gender",
     num_rounds=2, local_epochs=1, batch_size=4, lr=0.2, l2=0.0, dim=3, seed=0, test_size=0.2,
 )  # fmt: skip
-DEFAULTS = tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
 CONFIG = DEFAULTS | {k.replace("_", "-"): v for k, v in RUN.items()}
 
 
