@@ -10,7 +10,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-APP = Path(__file__).resolve().parents[1] / "flower_app"
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "flower_app"
 DEFAULTS: dict = tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
     "config"
 ]
