@@ -795,14 +795,14 @@ recbook.record("ndcg10_click_mlp_minus_ease_lo", mlp_vs_ease.lo)
 if ds.truth is not None:
     recbook.record("auc_oracle", click_table.loc["oracle (truth: exposure × click)", "AUC"])
     recbook.record("ndcg10_oracle", ranks.loc["oracle (truth)", ("ndcg (full)", "mean")])
-# On the shop the MLP must beat popularity; on public data that is a finding, not a guarantee
-# (the click table above and the line below report it, whichever way it goes).
-if ds.truth is not None:
-    assert mlp_auc > click_table.loc["popularity (clicks per item)", "AUC"], (
-        "MLP must beat popularity"
-    )
-assert abs(click_table.loc["001 §5.2 listing (user features only)", "AUC"] - 0.5) < 0.05, (
-    "user features alone cannot rank items when every user has the same click rate"
+pop_auc = click_table.loc["popularity (clicks per item)", "AUC"]
+listing_auc = click_table.loc["001 §5.2 listing (user features only)", "AUC"]
+evaluation.observed("the click MLP beats popularity (test AUC)", bool(mlp_auc > pop_auc),
+                    f"{mlp_auc:.4f} vs {pop_auc:.4f}")  # fmt: skip
+evaluation.observed(
+    "user features alone rank items at chance (AUC within 0.05 of 0.5)",
+    bool(abs(listing_auc - 0.5) < 0.05),
+    f"AUC {listing_auc:.4f}",
 )
 
 # %%

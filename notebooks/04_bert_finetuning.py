@@ -905,25 +905,56 @@ recbook.record("text_model_params", encoder.n_parameters)
 recbook.record("notebook_04_compare_seconds", round(compare_seconds, 1))
 
 if DATASET == "shop":
-    # new product names: a pretrained encoder beats the bag of words on cold items
-    assert verdicts["new", "AUC cold"] == "confirmed", gains["new", "AUC cold"]
-    # the ID model ranks cold items for a user no better than a coin; text models do
-    assert abs(means.loc["ID embeddings", "user AUC cold"] - 0.5) < 0.06, means
-    assert verdicts[f"frozen MiniLM · {main}", "ID embeddings", "user AUC cold"] == "confirmed"
-    # the oracle is a ceiling on the same impressions
-    assert (means.drop(index="oracle")["AUC cold"] < means.loc["oracle", "AUC cold"]).all(), means
-    # the continued pre-training learned something about the titles
-    assert mlm_loss_after < mlm_loss_before - 0.5, (mlm_loss_before, mlm_loss_after)
-    # what the takeaways say: new names defeat the bag of words, for a user; the category wins
-    # on the new-vocabulary shop's cold items; TF-IDF beats the frozen encoder with shared words
-    assert abs(means.loc["TF-IDF · new", "user AUC cold"] - 0.5) < 0.06, means
-    assert verdicts[article_recipe("new"), "category only", "AUC cold"] != "confirmed"
-    assert verdicts["new", "AUC cold"] == "confirmed"
-    assert verdicts["shared", "AUC cold"] != "confirmed"
-    # fine-tuning with one scale does not collapse: warm AUC stays near the frozen model's
-    ft_warm = comparison.difference("fine-tuned MiniLM · new", "frozen MiniLM · new", "AUC warm")
-    assert ft_warm.lo > -0.02, ft_warm
-print("checks passed")
+    # what the takeaways say, as this run measured it: each line says whether the claim held here
+    # (another SEED or budget may turn one round); the paired verdicts are printed above
+    for model in ("ID embeddings", "TF-IDF · new"):  # no text / no known words for a new item
+        user_cold = means.loc[model, "user AUC cold"]
+        evaluation.observed(
+            f"{model} ranks cold items for a user like a coin (user AUC cold within 0.06 of 0.5)",
+            bool(abs(user_cold - 0.5) < 0.06),
+            f"user AUC cold {user_cold:.4f}",
+        )
+    models_cold = means.drop(index="oracle")["AUC cold"]
+    evaluation.observed(
+        "the oracle is a ceiling on the same impressions (every model's AUC cold is below it)",
+        bool((models_cold < means.loc["oracle", "AUC cold"]).all()),
+        f"best model {models_cold.max():.4f} ({models_cold.idxmax()}), "
+        f"oracle {means.loc['oracle', 'AUC cold']:.4f}",
+    )
+    if tuned_regimes:
+        evaluation.observed(
+            f"[{tuned_regimes[0]}] continued pre-training lowered the masked-LM loss by over 0.5",
+            bool(mlm_loss_after < mlm_loss_before - 0.5),
+            f"{mlm_loss_before:.2f} before, {mlm_loss_after:.2f} after",
+        )
+    if "fine-tuned MiniLM · new" in comparison.models:  # one scale: fine-tuning does not collapse
+        evaluation.verdict(
+            "[new] fine-tuning keeps the warm AUC within 0.02 of the frozen model's (AUC warm)",
+            comparison.difference("fine-tuned MiniLM · new", "frozen MiniLM · new", "AUC warm"),
+            threshold=-0.02,
+        )
+
+# %% [markdown]
+# **In words** — the takeaways' comparisons, each sentence printed from its verdict above:
+
+# %%
+paired = {(article_recipe(v), f"TF-IDF · {v}", m): verdicts[v, m] for v, m in gains}
+paired |= {key: word for key, word in verdicts.items() if len(key) == 3}
+said = [(f"frozen MiniLM · {main}", "ID embeddings", "user AUC cold")]
+for v in vocabularies:
+    said += [
+        (article_recipe(v), f"TF-IDF · {v}", "AUC cold"),
+        (article_recipe(v), "category only", "AUC cold"),
+        (f"TF-IDF · {v}", "category only", "AUC cold"),
+    ]
+said += [
+    (f"fine-tuned MiniLM · {main}", f"frozen MiniLM · {main}", "AUC cold"),
+    (f"MLM-adapted frozen MiniLM · {main}", f"frozen MiniLM · {main}", "AUC cold"),
+]
+for a, b, metric in said:
+    if (a, b, metric) in paired:
+        what = f"{metric} {means.loc[a, metric]:.4f} vs {means.loc[b, metric]:.4f}"
+        print("*", evaluation.in_words(paired[a, b, metric], a, b, what))
 print(f"notebook time so far: {time.perf_counter() - notebook_start:.0f} s")
 
 # %% [markdown]
@@ -933,25 +964,27 @@ print(f"notebook time so far: {time.perf_counter() - notebook_start:.0f} s")
 #   once the missing pieces are written: tokenisation, pooling, a head that meets a user
 #   representation, and a training loop. With the encoder frozen, the title vectors are
 #   computed once and cached, and training costs about as much as an ID model.
-# - An ID model cannot rank a **cold-start item** for a user (its per-user AUC on cold items is
-#   a coin toss), and neither can a bag of words that does not know the new items' words
-#   (the TF-IDF row of the new-vocabulary shop). MiniLM can: it beats the ID model, and it beats
-#   TF-IDF on cold items when new products get new names (the verdicts above).
-# - But on this shop the cheapest content feature wins on cold items of the new-vocabulary
+# - An ID model cannot rank a **cold-start item** for a user (on the default run its per-user AUC
+#   on cold items is a coin toss), and neither can a bag of words that does not know the new
+#   items' words (the TF-IDF row of the new-vocabulary shop). On the default run MiniLM can: it
+#   beats the ID model, and it beats TF-IDF on cold items when new products get new names (the
+#   sentences printed above say how your run went).
+# - But on the default run the cheapest content feature wins on cold items of the new-vocabulary
 #   shop: MiniLM does not beat the one-hot **category** there (the "beats category only"
 #   verdict of the article's recipe), and at this budget the category is ahead: a cold item's category
 #   says most of what its title says
-#   about who will click it. When every title uses the same words, TF-IDF beats the category
-#   and is not beaten by MiniLM. Which representation is worth it depends on the words, and only the
+#   about who will click it. When every title uses the same words, the default run's TF-IDF beats
+#   the category and is not beaten by MiniLM. Which representation is worth it depends on the words, and only the
 #   baselines in the same table can tell — always put category-only and a bag of words beside
 #   an encoder, and an oracle row where the data allows.
-# - Continued masked-LM pre-training ran (its loss fell, printed above); whether it helps the
-#   recommender is a separate question, answered by the paired verdicts, not by the MLM loss.
-#   At this budget the answer is "not shown".
+# - Continued masked-LM pre-training ran (whether its loss fell is printed above); whether it
+#   helps the recommender is a separate question, answered by the paired verdicts, not by the MLM
+#   loss. At this budget the default run's answer is "not shown".
 # - Fine-tuning is fragile in a way frozen training is not: scaling each input dimension by its
 #   own spread turned MiniLM's near-constant dimensions into amplifiers and the first steps
-#   blew up. With one scale it is stable; one short epoch bought little (the verdicts), for far
-#   more compute than training a head on cached vectors. Measure it on your data before paying.
+#   blew up. With one scale it was stable on the default run (the warm-AUC verdict above); one
+#   short epoch bought little (the verdicts), for far more compute than training a head on
+#   cached vectors. Measure it on your data before paying.
 # - `model.trainable = False` on a loaded model is not how you freeze it in either framework:
 #   `requires_grad_(False)` in PyTorch, `hub.KerasLayer(..., trainable=False)` or a Keras layer's
 #   `trainable` in TensorFlow. Check by counting trainable parameters.

@@ -177,7 +177,6 @@ small_mixed = federated.make_clients(
 everyone = federated.pooled(regions)
 GROUPS = {"region": "regions", "random": "random groups"}.get(PARTITION, f"{PARTITION} groups")
 NATURAL = f"{len(regions)} {GROUPS}"  # the natural clients, as the tables below name them
-STRICT = len(rated_users) >= 500  # claims are asserted on real-sized data, not on a fixture
 MU = federated.public_mean(RATING_SCALE)  # public constant, not the clients' pooled mean
 
 
@@ -312,8 +311,11 @@ naive = pd.DataFrame(
     index=["FedAvg of all tensors (user rows sent)", "federated CF (user rows stay)"],
 )
 print(naive.round(3).to_string())
-if STRICT:
-    assert fcf.history["rmse"].iloc[-1] < everything_shared.history["rmse"].iloc[-1]
+_ = evaluation.observed(
+    "federated CF (user rows stay) ends with a lower test RMSE than FedAvg of all tensors",
+    bool(fcf.history["rmse"].iloc[-1] < everything_shared.history["rmse"].iloc[-1]),
+    f"{fcf.history['rmse'].iloc[-1]:.4f} vs {everything_shared.history['rmse'].iloc[-1]:.4f}",
+)
 
 # %% [markdown]
 # ## A working version: federated CF with FedAvg
@@ -537,11 +539,17 @@ fault_table = pd.DataFrame(
 )
 print(fault_table.round(3).to_string())
 for name, r in faults.items():
-    assert not STRICT or r.history["rmse"].iloc[-1] < r.history["rmse"].iloc[0] - 0.005, name
+    first, final = r.history["rmse"].iloc[0], r.history["rmse"].iloc[-1]
+    evaluation.observed(
+        f"{name}: training makes progress (final RMSE at least 0.005 below the first round's)",
+        bool(final < first - 0.005),
+        f"first {first:.4f}, final {final:.4f}",
+    )
 
 # %% [markdown]
-# Training still makes progress under 30 % dropout (first vs final RMSE): FedAvg averages
-# over whoever reports, so dropout costs examples per round, not correctness. If *every*
+# On the default run training still makes progress under 30 % dropout (first vs final RMSE;
+# the lines under the table say whether yours did): FedAvg averages over whoever reports, so
+# dropout costs examples per round, not correctness. If *every*
 # sampled client drops out there is nothing to average — `fedavg` then stops with a clear
 # error, or, with `on_empty_round="skip"` (set in the runs above, where it never triggers on
 # the shop's 30 clients per round), keeps the global model and marks the round:
@@ -641,10 +649,14 @@ for e, r in dp_runs.items():
     assert math.isinf(e) or r.epsilon <= e * 1.02, "reported epsilon must meet the target"
 nonprivate_small = faults["no faults"].history["rmse"].iloc[-1]
 print(f"non-private FedAvg on the same clients: RMSE {nonprivate_small:.3f}")
-if STRICT:  # the noise at the loosest target costs little next to clipping alone
-    assert dp_runs[DP_EPSILONS[0]].history["rmse"].iloc[-1] < (
-        dp_runs[math.inf].history["rmse"].iloc[-1] + 0.01
-    )
+loosest = dp_runs[DP_EPSILONS[0]].history["rmse"].iloc[-1]
+clipped_only = dp_runs[math.inf].history["rmse"].iloc[-1]
+_ = evaluation.observed(
+    f"the noise at the loosest target (epsilon={DP_EPSILONS[0]:g}) costs less than 0.01 RMSE "
+    "next to clipping alone",
+    bool(loosest < clipped_only + 0.01),
+    f"RMSE {loosest:.4f} with noise, {clipped_only:.4f} clipped without noise",
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -665,13 +677,14 @@ ax.legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# Two prices show in the table. **Clipping** is the larger one here: with $\mu$ fixed at the
-# public midpoint of the scale (3.0, while the shop's ratings average about 4), the item biases
-# must carry the offset, and updates averaged over $qK$ expected clients move them slowly —
-# the clipped runs, like the non-private FedAvg on the same clients, end above the
-# global-mean predictor, which uses the exact mean that a private model may not hold (a noisy
-# mean paid from the budget is exercise 6). **Noise** costs little until small
-# $\varepsilon$: with `L2` the user factors stay tiny, so noise on the item *factors* is
+# On the default run two prices show in the table. **Clipping** is the larger one: with $\mu$
+# fixed at the public midpoint of the scale (3.0, while the shop's ratings average about 4),
+# the item biases must carry the offset, and updates averaged over $qK$ expected clients move
+# them slowly — the clipped runs, like the non-private FedAvg on the same clients, end above
+# the global-mean predictor, which uses the exact mean that a private model may not hold (a
+# noisy mean paid from the budget is exercise 6). **Noise** costs little until small
+# $\varepsilon$ (the line under the table says whether it did at the loosest target in your
+# run): with `L2` the user factors stay tiny, so noise on the item *factors* is
 # multiplied by near-zero user factors, and the noise on an item bias is divided by the $qK$
 # clients of a round (about 30). The lever is the number of clients per round: the noise
 # standard deviation on the average is $zS/(qK)$.
@@ -777,8 +790,9 @@ print(trust_table.round(3).to_string())
 print()
 print(distributed["secure"].privacy.statement())
 FL_TRUST_MODEL_SECURE = int(distributed["secure"].privacy.mode == "distributed")
-assert distributed["secure"].privacy.randomness == federated.SECURE_LABEL
-assert abs(distributed["secure"].epsilon - central_min.epsilon) < 1e-9
+secure_run = distributed["secure"]
+assert secure_run.privacy.randomness == federated.SECURE_LABEL  # code: seed=None, OS randomness
+assert abs(secure_run.epsilon - central_min.epsilon) < 1e-9  # code: same accountant, same (q, z, T)
 
 # %% [markdown]
 # ### Communication: bytes per round, measured
@@ -901,8 +915,9 @@ if FLOWER_ENGINE != "off" and PARTITION != "random":
     )
     print(compare_flower.round(4).to_string())
     print(f"max |shared-parameter difference|: {max_param_diff:.1e}")
-    assert (compare_flower["from scratch"] - compare_flower["Flower FedAvg"]).abs().max() < 1e-4
-    assert max_param_diff < 1e-4
+    rmse_diff = (compare_flower["from scratch"] - compare_flower["Flower FedAvg"]).abs().max()
+    assert rmse_diff < 1e-4  # code: Flower runs the same FedAvg, same seeds and batches
+    assert max_param_diff < 1e-4  # code: Flower runs the same FedAvg, same seeds and batches
 else:
     print("Flower run off; the from-scratch loop for the same configuration:")
     print(scratch.history[["rmse"]].round(4).to_string())
@@ -1013,9 +1028,13 @@ v_central = evaluation.verdict(
     gap_central,
     threshold=-0.01,
 )
+evaluation.verdict(
+    "federated CF at least stays near centralised training "
+    "(centralised RMSE minus federated RMSE > -0.05)",
+    gap_central,
+    threshold=-0.05,
+)
 recbook.record("fedavg_gain_over_local_only_rmse", float(gain_local.mean))
-if STRICT:  # federated CF must at least stay near centralised training
-    assert gap_central.lo > -0.05, gap_central
 print(
     "000 §3.1 / §9 Q2, 001 §9.3 'federated learning protects user privacy': not confirmed "
     "on its own — a client's update names the items its users rated; it needs DP-FedAvg, and "
@@ -1032,13 +1051,16 @@ print(
 #
 # * For a recommender, federated learning means **federated CF**: user factors and biases
 #   are trained and kept on the client; only item-side tensors are averaged. Averaging user
-#   rows too both leaks every profile and slows learning.
-# * FedAvg with full participation follows centralised training on the 8 regions after a
-#   slower start; whether it beats local-only training here is decided over three seeds by
-#   the verdicts above, not by one run. With hundreds of small clients and $C = 0.1$, larger
-#   $E$ trades device computation for fewer rounds.
-# * Dropout and stragglers cost examples per round but do not break training — FedAvg
-#   averages over whoever reports; a round with no reports must be handled explicitly.
+#   rows too leaks every profile and dilutes each user's step (whether it also ends with a
+#   worse RMSE in your run is printed under its table).
+# * On the default run FedAvg with full participation follows centralised training on the 8
+#   regions after a slower start; whether it ends near centralised training and beats
+#   local-only training is decided over three seeds by the verdicts above, not by one run.
+#   With hundreds of small clients and $C = 0.1$, larger $E$ trades device computation for
+#   fewer rounds.
+# * Dropout and stragglers cost examples per round, not correctness — FedAvg averages over
+#   whoever reports (the fault runs print whether each still made progress); a round with no
+#   reports must be handled explicitly.
 # * "Raw data stays on the device" is not privacy: a single update reveals the items a client
 #   rated. Say who is trusted: with central DP the server sees every update and only the
 #   published models are protected; with distributed DP clients clip and noise their own

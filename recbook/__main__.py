@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False))
     print(f"\nexecuted notebooks and summary.json in {out_dir}")
     failed = [r for r in results if r.status != "ok"]
-    if args.store and not failed:
+    if args.store:  # each notebook that finished is stored; a failed one keeps its old outputs
         for r in results:
-            print(f"stored {runner.store(r)}")
+            print(f"stored {runner.store(r)}" if r.status == "ok" else f"not stored: {r.path}")
     for r in failed:
         print(f"\n{r.notebook} failed ({r.output}):\n{r.error}", file=sys.stderr)
     if failed:

@@ -1,15 +1,24 @@
-"""Comparisons that carry their uncertainty: several seeds, 95 % intervals, paired differences,
-and one way to say whether a claim holds.
+"""Comparisons that carry their uncertainty -- the right one: what would change if the reader
+ran it again -- and one way to say whether a claim holds.
 
-Why: one seed of one split can put a model ahead by less than its own noise. Every notebook
-runs its models over a few seeds (a new split, initialisation and tie-break each time), reports
-mean and interval, and decides "A beats B" on the *paired* difference -- the same split and seed
-on both sides -- with :func:`verdict`, which says "inconclusive" when the interval holds the
-threshold.
+Why: one seed of one split can put a model ahead by less than its own noise, and an interval
+over training seeds on a *fixed* test set says nothing about which users happened to be in it.
+So the replicate is chosen by what a rerun would draw anew (:func:`replicates` decides it):
 
-Intervals are Student-t over seeds: with n seeds the half-width is ``t(0.975, n-1)·sd/√n``, wide
-for n = 3 on purpose. They describe run-to-run variation of the whole pipeline (split, training,
-tie-break), not the sampling error of the shop itself.
+* the **shop**: a new *world* per seed (users, items, events, split, initialisation and
+  tie-break all drawn from the seed) -- the interval is over worlds ("3 shops x 2,844 users");
+* **public data with a fixed test set**: the *users* (the test set is a sample of them) --
+  each user's metric averaged over the training seeds, then a paired Student-t over users;
+* **cold items** (a statistic pooled over rows, such as AUC): a paired bootstrap over the items
+  (:func:`bootstrap_groups`).
+
+Every :class:`Interval` names its unit, and :func:`verdict` prints it beside the numbers. A
+claim "A beats B" is decided on the *paired* difference -- the same world, split or user on
+both sides -- and is "inconclusive" when the interval holds the threshold.
+
+Student-t intervals are wide for three replicates on purpose. Development (choosing settings)
+uses a development world or a validation split; :func:`compare` refuses the development seed,
+so evaluation never runs on what was tuned on.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class Interval:
     hi: float
     n: int
     confidence: float = 0.95
+    unit: str = "runs"  # what the n replicates are: "shops", "users", "cold items (bootstrap)"
 
     def contains(self, value: float) -> bool:
         return self.lo <= value <= self.hi
@@ -46,32 +56,54 @@ class Interval:
             return f"{self.mean:{spec}} (n=1, no interval)"
         return f"{self.mean:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
 
+    def describe(self) -> str:
+        """``"95 % interval over 3 shops"``: the interval's unit, for every printed verdict."""
+        return f"{int(round(self.confidence * 100))} % interval over {self.n:,} {self.unit}"
+
     def __str__(self) -> str:
         return self.format()
 
 
-def interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
-    """Mean and Student-t interval of independent runs (e.g. one value per seed)."""
+def interval(values: Iterable[float], confidence: float = 0.95, unit: str = "runs") -> Interval:
+    """Mean and Student-t interval of independent replicates (one value per world, user, ...)."""
     v = checks.finite_array(list(values), "interval: values").ravel()
     if v.size == 0:
         raise ValueError("interval: no values; run at least one seed")
     confidence = checks.fraction(confidence, "confidence")
     mean = float(v.mean())
     if v.size < 2:
-        return Interval(mean, -np.inf, np.inf, 1, confidence)
+        return Interval(mean, -np.inf, np.inf, 1, confidence, unit)
     half = stats.t.ppf((1 + confidence) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-    return Interval(mean, mean - half, mean + half, int(v.size), confidence)
+    return Interval(mean, mean - half, mean + half, int(v.size), confidence, unit)
 
 
 class Comparison:
-    """Results of several models over several seeds (tidy: seed, model, metric, value)."""
+    """Results of several models over several replicates (tidy: seed, model, metric, value).
 
-    def __init__(self, runs: pd.DataFrame):
+    The ``seed`` column names the replicate -- a world's seed, a user id, a bootstrap draw --
+    and ``unit`` says which ("shops", "users (each the mean of 3 seeds)", ...). Intervals are
+    Student-t over the replicates, or (``method="bootstrap"``) the percentiles of bootstrap
+    replicates around the full-sample ``point`` estimates."""
+
+    def __init__(
+        self,
+        runs: pd.DataFrame,
+        unit: str = "seeds",
+        *,
+        method: str = "t",
+        point: Mapping[str, Mapping[str, float]] | None = None,
+    ):
         checks.frame(runs, ("seed", "model", "metric", "value"), "runs")
         checks.non_empty(runs, "runs")
         if runs.duplicated(["seed", "model", "metric"]).any():
             raise ValueError("runs hold a (seed, model, metric) twice; each run reports once")
+        checks.one_of(method, ("t", "bootstrap"), "interval method")
+        if method == "bootstrap" and point is None:
+            raise ValueError("a bootstrap comparison needs the full-sample point estimates")
+        if not isinstance(unit, str) or not unit:
+            raise ValueError("unit must name the replicates, e.g. 'shops' or 'users'")
         self.runs = runs.reset_index(drop=True)
+        self.unit, self.method, self.point = unit, method, point
 
     @property
     def models(self) -> list[str]:
@@ -92,17 +124,25 @@ class Comparison:
         return rows.set_index("seed")["value"].sort_index()
 
     def interval(self, model: str, metric: str, confidence: float = 0.95) -> Interval:
-        return interval(self.values(model, metric), confidence)
+        values = self.values(model, metric)
+        if self.method == "bootstrap":
+            return _percentile(values, self.point[model][metric], confidence, self.unit)
+        return interval(values, confidence, self.unit)
 
     def difference(self, a: str, b: str, metric: str, confidence: float = 0.95) -> Interval:
-        """Paired difference ``a - b`` over the seeds both ran (same split on both sides)."""
+        """Paired difference ``a - b`` over the replicates both ran (the same world, user or
+        bootstrap draw on both sides)."""
         va, vb = self.values(a, metric), self.values(b, metric)
         if set(va.index) != set(vb.index):
             raise ValueError(
                 f"{a!r} ran seeds {sorted(va.index)} but {b!r} ran {sorted(vb.index)}; a paired "
                 "difference needs the same seeds on both sides"
             )
-        return interval(va - vb.loc[va.index], confidence)
+        paired = va - vb.loc[va.index]
+        if self.method == "bootstrap":
+            point = self.point[a][metric] - self.point[b][metric]
+            return _percentile(paired, point, confidence, self.unit)
+        return interval(paired, confidence, self.unit)
 
     def table(self, metrics: Sequence[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
         """Mean and interval per model (rows, in run order) and metric (column groups)."""
@@ -147,19 +187,43 @@ class Comparison:
             raise KeyError(f"unknown metric {metric!r}; the runs hold {self.metrics}")
 
 
-def compare(
-    run: Callable[[int], Result], seeds: Sequence[int] = (0, 1, 2), desc: str = "seeds"
-) -> Comparison:
-    """Call ``run(seed)`` for each seed; it returns ``{model: {metric: value}}``.
+def _percentile(values: pd.Series, point: float, confidence: float, unit: str) -> Interval:
+    confidence = checks.fraction(confidence, "confidence")
+    v = checks.finite_array(values.to_numpy(), "bootstrap replicates")
+    lo, hi = np.quantile(v, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(float(point), float(lo), float(hi), int(v.size), confidence, unit)
 
-    ``run`` should redo everything that depends on the seed -- the split, the initialisation,
-    negative sampling and the metric tie-break -- so that the interval covers all of it.
-    """
+
+def _evaluation_seeds(seeds: Sequence[int], dev_seed: int | None) -> list[int]:
     seeds = [checks.seed(s) for s in seeds]
     if not seeds:
         raise ValueError("compare: give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"compare: seeds repeat: {seeds}")
+    if dev_seed is not None and checks.seed(dev_seed, "dev_seed") in seeds:
+        raise ValueError(
+            f"seed {dev_seed} is the development world, where settings were chosen; evaluate "
+            "on fresh worlds (e.g. SEED, SEED + 1, ... with SEED != DEV_SEED)"
+        )
+    return seeds
+
+
+def compare(
+    run: Callable[[int], Result],
+    seeds: Sequence[int] = (0, 1, 2),
+    desc: str = "seeds",
+    *,
+    unit: str = "seeds",
+    dev_seed: int | None = None,
+) -> Comparison:
+    """Call ``run(seed)`` for each seed; it returns ``{model: {metric: value}}``.
+
+    ``run`` should redo everything that depends on the seed -- on the shop the world itself
+    (``unit="shops"``), else the split, the initialisation, negative sampling and the metric
+    tie-break -- so that the interval covers all of it. ``dev_seed`` (the world settings were
+    chosen on) is refused as an evaluation seed.
+    """
+    seeds = _evaluation_seeds(seeds, dev_seed)
     rows = []
     for seed in tqdm(seeds, desc=desc, leave=False):
         result = run(seed)
@@ -171,7 +235,99 @@ def compare(
             for metric, value in values.items():
                 value = checks.number(value, f"run({seed})[{model!r}][{metric!r}]")
                 rows.append({"seed": seed, "model": model, "metric": metric, "value": value})
-    return Comparison(pd.DataFrame(rows))
+    return Comparison(pd.DataFrame(rows), unit=unit)
+
+
+#: Which replicate a rerun draws anew, by dataset: the shop regenerates its world from a seed;
+#: public data keep their users, so the users are resampled.
+REPLICATES = {"shop": "worlds"}
+
+
+def replicates(
+    run: Callable[[int], Mapping[str, pd.DataFrame]],
+    seeds: Sequence[int],
+    dataset: str,
+    *,
+    dev_seed: int | None = None,
+    desc: str = "replicates",
+) -> Comparison:
+    """The one place that decides the unit of uncertainty for a table.
+
+    ``run(seed)`` returns ``{model: per-user metrics}`` (rows: users, columns: metrics, e.g.
+    :func:`full_catalogue_per_user`); on the shop it builds the world of ``seed``, elsewhere it
+    retrains with ``seed`` on the fixed split. For the shop each seed is one replicate (the mean
+    over that world's users; unit "3 shops x ~2,844 users"). For public data each *user* is one
+    replicate: their metric averaged over the seeds (training noise), then a paired t over
+    users (unit "943 users, each the mean of 3 seeds"), so a fixed row never gets a zero-width
+    interval and a difference carries which users happened to be tested."""
+    seeds = _evaluation_seeds(seeds, dev_seed)
+    per_seed = {}
+    for seed in tqdm(seeds, desc=desc, leave=False):
+        result = run(seed)
+        if not isinstance(result, Mapping) or not result:
+            raise TypeError(f"run({seed}) must return {{model: per-user DataFrame}}")
+        for model, frame in result.items():
+            if not isinstance(frame, pd.DataFrame) or frame.empty:
+                raise TypeError(f"run({seed})[{model!r}] must be a non-empty per-user DataFrame")
+        per_seed[seed] = result
+    if REPLICATES.get(dataset) == "worlds":
+        users = int(np.mean([len(next(iter(r.values()))) for r in per_seed.values()]))
+        rows = [
+            {"seed": seed, "model": model, "metric": metric, "value": float(value)}
+            for seed, result in per_seed.items()
+            for model, frame in result.items()
+            for metric, value in frame.mean().items()
+        ]
+        return Comparison(pd.DataFrame(rows), unit=f"shops x ~{users:,} users")
+    frames = []
+    for model in per_seed[seeds[0]]:
+        stacked = pd.concat([per_seed[s][model] for s in seeds], keys=seeds, names=["run", "user"])
+        averaged = stacked.groupby(level="user").mean()
+        tidy = averaged.rename_axis("seed").reset_index().melt("seed", var_name="metric")
+        frames.append(tidy.assign(model=model))
+    runs = pd.concat(frames, ignore_index=True)[["seed", "model", "metric", "value"]]
+    return Comparison(runs, unit=f"users, each the mean of {len(seeds)} seeds")
+
+
+def bootstrap_groups(
+    groups: np.ndarray,
+    statistic: Callable[[np.ndarray], Result],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    unit: str = "groups",
+    desc: str = "bootstrap",
+) -> Comparison:
+    """A paired bootstrap over groups (e.g. cold items) for a statistic pooled over rows.
+
+    ``groups`` gives each row's group; ``statistic(rows)`` computes ``{model: {metric: value}}``
+    on the row indices ``rows``. Each draw resamples the groups with replacement and takes all
+    rows of the drawn groups (a group drawn twice counts twice); every model sees the same draw,
+    so differences are paired. Intervals are the bootstrap percentiles around the full-sample
+    estimate; the unit reads e.g. "112 cold items (bootstrap)"."""
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.size == 0:
+        raise ValueError("groups must be a non-empty 1-D array with one group per row")
+    n_boot = checks.integer(n_boot, "n_boot", minimum=2)
+    codes, uniques = pd.factorize(g)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniques)))
+    counts = np.bincount(codes, minlength=len(uniques))
+    point = statistic(np.arange(g.size))
+    rng = np.random.default_rng(checks.seed(seed))
+    rows = []
+    for draw in tqdm(range(n_boot), desc=desc, leave=False):
+        chosen = rng.integers(0, len(uniques), len(uniques))
+        idx = np.concatenate([order[starts[c] : starts[c] + counts[c]] for c in chosen])
+        for model, values in statistic(idx).items():
+            for metric, value in values.items():
+                rows.append({"seed": draw, "model": model, "metric": metric, "value": value})
+    return Comparison(
+        pd.DataFrame(rows),
+        unit=f"{unit} (bootstrap of {len(uniques):,})",
+        method="bootstrap",
+        point=point,
+    )
 
 
 def verdict(claim: str, difference: Interval, threshold: float = 0.0, spec: str = ".4f") -> str:
@@ -190,12 +346,23 @@ def verdict(claim: str, difference: Interval, threshold: float = 0.0, spec: str 
         word = "not confirmed"
     else:
         word = "inconclusive"
-    ci = int(round(difference.confidence * 100))
     print(
         f"{claim}: {word} -- difference {difference.format(spec)} "
-        f"({ci} % interval, {difference.n} runs; needs > {threshold:{spec}})"
+        f"({difference.describe()}; needs > {threshold:{spec}})"
     )
     return word
+
+
+def observed(claim: str, holds: bool, detail: str = "") -> bool:
+    """Print whether a claim held in *this* run, where there is one run and no interval (one
+    world, one model): "holds in this run" or "does NOT hold in this run", with the numbers in
+    ``detail``. It replaces an ``assert`` on a finding, which would stop a reader whose run went
+    the other way; returns ``holds``."""
+    if not isinstance(holds, (bool, np.bool_)):
+        raise TypeError(f"observed({claim!r}) needs a bool, got {type(holds).__name__}")
+    word = "holds" if holds else "does NOT hold"
+    print(f"{claim}: {word} in this run" + (f" ({detail})" if detail else ""))
+    return bool(holds)
 
 
 RELATIONS = {
@@ -260,7 +427,8 @@ def compare_users(
         per_user = full_catalogue_per_user(s, train, test, k, seed)
         tidy = per_user.rename_axis("seed").reset_index().melt("seed", var_name="metric")
         frames.append(tidy.assign(model=model))
-    return Comparison(pd.concat(frames, ignore_index=True)[["seed", "model", "metric", "value"]])
+    runs = pd.concat(frames, ignore_index=True)[["seed", "model", "metric", "value"]]
+    return Comparison(runs, unit="users")
 
 
 def tune(

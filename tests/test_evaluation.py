@@ -152,3 +152,82 @@ def test_in_words_states_each_verdict_and_refuses_others():
     assert "cannot be told apart from" in evaluation.in_words("inconclusive", "A", "B", "x")
     with pytest.raises(ValueError, match="unknown verdict"):
         evaluation.in_words("likely", "A", "B", "x")
+
+
+# -- the unit of uncertainty ---------------------------------------------------------------------
+
+
+def _per_user(n_users: int, gain: float, seed: int, world: int = 0) -> dict:
+    """Per-user NDCG of a fixed model and of one that is ``gain`` better per user on average;
+    the users (and their difficulty) come from ``world``, training noise from ``seed``."""
+    users = np.random.default_rng(world)
+    base = users.uniform(0.1, 0.5, n_users)
+    noise = np.random.default_rng(1000 + seed)
+    model = base + gain + users.normal(0, 0.05, n_users) + noise.normal(0, 0.01, n_users)
+    index = pd.Index(np.arange(n_users), name="user")
+    return {
+        "EASE (fixed)": pd.DataFrame({"ndcg": base}, index=index),
+        "model": pd.DataFrame({"ndcg": model}, index=index),
+    }
+
+
+def test_a_fixed_test_set_gets_an_interval_over_users(capsys):
+    """Public data: the same users in every run, a fixed baseline row. Its interval is over
+    users (never zero-width), the known gain is recovered, and the unit is printed."""
+    cmp = evaluation.replicates(lambda s: _per_user(400, 0.02, s), [0, 1, 2], "movielens-100k")
+    fixed = cmp.interval("EASE (fixed)", "ndcg")
+    assert fixed.hi - fixed.lo > 0.01 and fixed.n == 400
+    assert fixed.unit == "users, each the mean of 3 seeds"
+    gain = cmp.difference("model", "EASE (fixed)", "ndcg")
+    assert gain.contains(0.02) and gain.lo > 0
+    evaluation.verdict("the model beats EASE", gain)
+    assert "95 % interval over 400 users, each the mean of 3 seeds" in capsys.readouterr().out
+
+
+def test_the_shop_is_replicated_by_worlds(capsys):
+    """On the shop each seed is a new world: the fixed row moves between worlds, and the
+    interval is over the 3 shops."""
+    cmp = evaluation.replicates(lambda s: _per_user(300, 0.05, s, world=s), [1, 2, 3], "shop")
+    fixed = cmp.interval("EASE (fixed)", "ndcg")
+    assert fixed.n == 3 and fixed.hi > fixed.lo and fixed.unit == "shops x ~300 users"
+    assert cmp.difference("model", "EASE (fixed)", "ndcg").contains(0.05)
+    with pytest.raises(ValueError, match="development world"):
+        evaluation.replicates(lambda s: _per_user(10, 0.0, s), [0, 1, 2], "shop", dev_seed=0)
+    with pytest.raises(ValueError, match="development world"):
+        evaluation.compare(_fake_run, seeds=(0, 1), dev_seed=1)
+
+
+def test_bootstrap_over_groups_is_paired_and_recovers_a_known_difference():
+    rng = np.random.default_rng(0)
+    items = np.repeat(np.arange(60), 20)  # 60 cold items, 20 rows each
+    item_effect = rng.normal(0, 1, 60)[items]
+    truth = item_effect + rng.normal(0, 1, items.size)
+    a = truth + rng.normal(0, 0.5, items.size)
+    b = truth + rng.normal(0, 1.5, items.size)
+
+    def mse(rows):
+        return {
+            "a": {"mse": float(np.mean((a[rows] - truth[rows]) ** 2))},
+            "b": {"mse": float(np.mean((b[rows] - truth[rows]) ** 2))},
+        }
+
+    cmp = evaluation.bootstrap_groups(items, mse, n_boot=300, seed=1, unit="cold items")
+    diff = cmp.difference("b", "a", "mse")
+    assert diff.mean == pytest.approx(mse(np.arange(items.size))["b"]["mse"] - 0.25, abs=0.3)
+    assert diff.contains(2.0) and diff.lo > 1.5  # E[b] - E[a] = 2.25 - 0.25
+    assert diff.unit == "cold items (bootstrap of 60)" and diff.n == 300
+    assert cmp.interval("a", "mse").lo < mse(np.arange(items.size))["a"]["mse"]
+    with pytest.raises(ValueError, match="one group per row"):
+        evaluation.bootstrap_groups(np.array([]), mse)
+
+
+def test_observed_reports_a_one_run_claim_either_way(capsys):
+    assert evaluation.observed("eps = 0.5 costs accuracy", True, "RMSE 1.03 vs 0.98") is True
+    assert evaluation.observed("the attack is below 0.55", np.bool_(False)) is False
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "eps = 0.5 costs accuracy: holds in this run (RMSE 1.03 vs 0.98)",
+        "the attack is below 0.55: does NOT hold in this run",
+    ]
+    with pytest.raises(TypeError, match="needs a bool"):
+        evaluation.observed("x", 0.3)

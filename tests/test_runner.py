@@ -278,3 +278,13 @@ def test_store_refuses_parameters_and_a_run_that_would_overwrite_sources(tmp_pat
     failed = runner.NotebookResult("00_tiny", str(nb), str(nb), "failed", "-", 1.0, error="boom")
     with pytest.raises(runner.RunnerError, match="nothing stored"):
         runner.store(failed)
+
+
+def test_store_keeps_the_old_outputs_of_a_notebook_that_failed(tmp_path, kernel_env, capsys):
+    bad = make_notebook(tmp_path / "00_bad.ipynb", 'raise RuntimeError("boom")')
+    good = make_notebook(tmp_path / "01_good.ipynb", GOOD_BODY)
+    before = bad.read_text()
+    assert main(["run", str(bad), str(good), "--store", "--out", str(tmp_path / "o")]) == 1
+    assert f"not stored: {bad}" in capsys.readouterr().out
+    assert bad.read_text() == before
+    assert [c.execution_count for c in nbformat.read(good, as_version=4).cells] == [1, 2, 3]
