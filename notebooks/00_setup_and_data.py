@@ -406,7 +406,7 @@ finally:
 # data. Online Retail's cleaning is explicit: the table says how many rows each rule removed.
 
 # %%
-FIXTURES = Path(recbook.__file__).resolve().parent.parent / "data" / "fixtures"
+FIXTURES = Path("../data/fixtures")  # the checkout's fixture files, seen from notebooks/
 ml = datasets.load("movielens-100k", path=FIXTURES / "ml-100k")
 print(ml, "| verified:", ml.info["verified"])
 ml.ratings().head()

@@ -144,11 +144,18 @@ def tensorflow_device(preferred: str = "auto") -> str:
     return "/CPU:0"
 
 
+def short_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as its category and message, without the file and line it came from: a
+    notebook's stored outputs then carry no path of the machine that executed them."""
+    return f"{category.__name__}: {message}\n"
+
+
 def start(
     device: str = "auto", seed: int = 0, *, framework: str = "torch", threads: int | None = None
 ):
     """The first cell of every notebook: seed, thread limits, one device rule, small plots,
-    and the device recorded for the runner (``record("device", ...)``). Returns the device:
+    warnings shown as category and message only (no machine paths in stored outputs), and the
+    device recorded for the runner (``record("device", ...)``). Returns the device:
     a ``torch.device`` for ``framework="torch"``, ``"/CPU:0"`` or ``"/GPU:0"`` for
     ``"tensorflow"``, ``"cpu"`` for ``"numpy"`` (whose notebooks still accept ``DEVICE``).
 
@@ -158,6 +165,7 @@ def start(
     fastest on a busy CPU.
     """
     checks.one_of(framework, FRAMEWORKS, "framework")
+    warnings.formatwarning = short_warning
     seed_everything(seed)
     if threads is not None:
         from threadpoolctl import threadpool_limits

@@ -288,3 +288,40 @@ def test_store_keeps_the_old_outputs_of_a_notebook_that_failed(tmp_path, kernel_
     assert f"not stored: {bad}" in capsys.readouterr().out
     assert bad.read_text() == before
     assert [c.execution_count for c in nbformat.read(good, as_version=4).cells] == [1, 2, 3]
+
+
+def test_stored_progress_bars_read_their_final_state():
+    """A tqdm bar's text fallback is captured at 0 %; the stored notebook reads the final
+    state from the run's widget states, and a bar hidden or closed at the end is dropped."""
+
+    def view(model_id):
+        return nbformat.v4.new_output(
+            "display_data",
+            data={
+                runner.WIDGET_VIEW: {"model_id": model_id, "version_major": 2, "version_minor": 0},
+                "text/plain": "fit:   0%|          | 0/8 [00:00<?, ?it/s]",
+            },
+        )
+
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+
+    state = {
+        "box": model("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"],
+                     layout="IPY_MODEL_shown"),
+        "l": model("HTMLModel", value="fit (early stop):\u2007100%"),
+        "p": model("FloatProgressModel", value=5.0, max=8.0),
+        "r": model("HTMLModel", value="\u20075/5\u2007[00:01&lt;00:00]"),
+        "shown": model("LayoutModel", visibility=None),
+        "gone": model("HBoxModel", children=[], layout="IPY_MODEL_hide"),
+        "hide": model("LayoutModel", visibility="hidden"),
+    }  # fmt: skip
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {runner.WIDGET_STATE: {"state": state}}
+    cell = nbformat.v4.new_code_cell("fit()", outputs=[view("box"), view("gone"), view("closed")])
+    nb.cells = [cell]
+    runner.finish_progress_bars(nb)
+    (out,) = nb.cells[0].outputs
+    assert (
+        out.data["text/plain"] == "fit (early stop): 100%|" + "\u2588" * 10 + "| 5/5 [00:01<00:00]"
+    )

@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 
 import pytest
 import torch
@@ -35,6 +36,8 @@ def test_start_seeds_limits_threads_and_records_the_device(monkeypatch, capsys):
     assert torch.equal(first, torch.rand(2))  # start seeded torch with the seed it was given
     assert runtime.recorded()["device"] == "cpu"
     assert "torch computes on cpu with 1 thread(s)" in capsys.readouterr().out
+    shown = warnings.formatwarning("a copy", UserWarning, "/home/someone/x.py", 3)
+    assert shown == "UserWarning: a copy\n"  # no machine path in a stored output
     assert runtime.start("auto", seed=0, framework="numpy") == "cpu"
     with pytest.raises(ValueError, match="unknown framework"):
         runtime.start("auto", framework="jax")

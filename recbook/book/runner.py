@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -261,11 +262,66 @@ def run_notebook(
     )
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _bar_text(state: dict, container: dict) -> str | None:
+    """A tqdm notebook bar's final text (``desc: 100%|##########| 8/8 [...]``), read from the
+    widget states the run stored; None when the bar is not a tqdm bar."""
+    import html
+
+    parts = [state.get(c.removeprefix("IPY_MODEL_"), {}).get("state", {}) for c in
+             container.get("children", [])]  # fmt: skip
+    if len(parts) != 3 or "max" not in parts[1]:
+        return None
+    left, progress, right = parts
+
+    def text(part: dict) -> str:
+        return html.unescape(str(part.get("value", ""))).replace("\u2007", " ")
+
+    # the percentage tqdm printed (an early stop shrinks the total, not the widget's max)
+    printed = re.search(r"(\d+)%$", text(left).strip())
+    total, value = progress.get("max") or 0, progress.get("value") or 0
+    share = int(printed.group(1)) / 100 if printed else (value / total if total else 0.0)
+    filled = round(10 * min(share, 1.0))
+    bar = "\u2588" * filled + " " * (10 - filled)
+    return f"{text(left)}|{bar}|{text(right)}"
+
+
+def finish_progress_bars(nb) -> None:
+    """Make a stored notebook read finished where the widgets cannot be rendered (an untrusted
+    notebook in JupyterLab, GitHub): each tqdm bar's plain-text fallback, captured when the bar
+    was first displayed ("0%|"), becomes the bar's final state from the run's stored widget
+    states; a bar the run hid or closed (``leave=False``) is dropped, as a reader saw it."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {})
+    state = state.get("state", {})
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                kept.append(output)
+                continue
+            container = state.get(view.get("model_id"), {}).get("state")
+            layout = state.get(str((container or {}).get("layout", "")).removeprefix("IPY_MODEL_"))
+            hidden = (layout or {}).get("state", {}).get("visibility") == "hidden"
+            if container is None or hidden:
+                continue  # closed or hidden at the end of the run: nothing to read
+            final = _bar_text(state, container)
+            if final is not None:
+                output["data"]["text/plain"] = final
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+
+
 def store(result: NotebookResult) -> Path:
     """Write a successful run's executed notebook over its source: the one way a notebook's
     outputs are made for a commit (``make nb``). Only a run with no injected parameters is
     stored, so a ``-p`` value never becomes a notebook's new default; papermill's own metadata is
-    dropped, so the stored notebook reads as a plain executed notebook."""
+    dropped, and progress bars read their final state (:func:`finish_progress_bars`), so the
+    stored notebook reads as a finished, plain executed notebook."""
     import nbformat
 
     if result.status != "ok":
@@ -282,6 +338,7 @@ def store(result: NotebookResult) -> Path:
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
+    finish_progress_bars(nb)
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     if counts != list(range(1, len(counts) + 1)):
         raise RunnerError(f"{executed}: execution counts {counts} are not 1..{len(counts)}")
