@@ -239,49 +239,86 @@ def compare(
 
 
 #: Which replicate a rerun draws anew, by dataset: the shop regenerates its world from a seed;
-#: public data keep their users, so the users are resampled.
+#: public data keep their users, so the users (or the random split) are resampled.
 REPLICATES = {"shop": "worlds"}
+#: The development world: settings are chosen on its validation data, and no comparison may
+#: use it. Evaluation worlds are ``SEED, SEED + 1, ...`` (:func:`evaluation_seeds`).
+DEV_SEED = 1000
+SPLITS = ("fixed", "random")
+
+
+def evaluation_seeds(first: int, n: int, dev_seed: int | None = DEV_SEED) -> list[int]:
+    """The seeds of ``n`` evaluation replicates starting at ``first`` (a notebook's ``SEED``);
+    refuses a range that reaches the development world."""
+    first, n = checks.seed(first, "SEED"), checks.integer(n, "number of replicates", minimum=1)
+    return _evaluation_seeds(range(first, first + n), dev_seed)
 
 
 def replicates(
-    run: Callable[[int], Mapping[str, pd.DataFrame]],
+    run: Callable[[int], Mapping[str, pd.DataFrame | Mapping[str, float]]],
     seeds: Sequence[int],
     dataset: str,
     *,
-    dev_seed: int | None = None,
+    split: str = "fixed",
+    dev_seed: int | None = DEV_SEED,
     desc: str = "replicates",
 ) -> Comparison:
     """The one place that decides the unit of uncertainty for a table.
 
-    ``run(seed)`` returns ``{model: per-user metrics}`` (rows: users, columns: metrics, e.g.
-    :func:`full_catalogue_per_user`); on the shop it builds the world of ``seed``, elsewhere it
-    retrains with ``seed`` on the fixed split. For the shop each seed is one replicate (the mean
-    over that world's users; unit "3 shops x ~2,844 users"). For public data each *user* is one
-    replicate: their metric averaged over the seeds (training noise), then a paired t over
-    users (unit "943 users, each the mean of 3 seeds"), so a fixed row never gets a zero-width
-    interval and a difference carries which users happened to be tested."""
-    seeds = _evaluation_seeds(seeds, dev_seed)
+    ``run(seed)`` returns, per model, its per-user metrics (a DataFrame, rows: users, e.g.
+    :func:`full_catalogue_per_user`) or a ``{metric: value}`` dict for a statistic that is not
+    a mean over users (RMSE, AUC). On the shop it builds the world of ``seed``
+    (:func:`recbook.datasets.world`); on public data it redraws what ``split`` says: a new
+    random split per seed (``split="random"``), or only the training seed on a fixed test set
+    (``split="fixed"``: leave-last-out, a temporal cut, the official split).
+
+    * shop: one replicate per world, unit "shops" (with "x ~N users" for per-user frames);
+    * public, random split: one replicate per split, unit "random splits";
+    * public, fixed test set: each *user* is a replicate -- their metric averaged over the
+      seeds, then a paired t over users ("943 users, each the mean of 3 seeds"); this needs
+      per-user frames, since resampling users is the only way a fixed test set can vary.
+
+    So no row ever shows a zero-width interval, and a difference carries which users (or
+    worlds) happened to be tested. The development seed is refused on the shop."""
+    checks.one_of(split, SPLITS, "split")
+    shop = REPLICATES.get(dataset) == "worlds"
+    seeds = _evaluation_seeds(seeds, dev_seed if shop else None)
     per_seed = {}
     for seed in tqdm(seeds, desc=desc, leave=False):
         result = run(seed)
         if not isinstance(result, Mapping) or not result:
-            raise TypeError(f"run({seed}) must return {{model: per-user DataFrame}}")
-        for model, frame in result.items():
-            if not isinstance(frame, pd.DataFrame) or frame.empty:
-                raise TypeError(f"run({seed})[{model!r}] must be a non-empty per-user DataFrame")
+            raise TypeError(f"run({seed}) must return {{model: per-user DataFrame or metrics}}")
+        for model, values in result.items():
+            if isinstance(values, pd.DataFrame):
+                if values.empty:
+                    raise ValueError(f"run({seed})[{model!r}] has no users")
+            elif not isinstance(values, Mapping) or not values:
+                raise TypeError(
+                    f"run({seed})[{model!r}] must be a per-user DataFrame or {{metric: value}}"
+                )
         per_seed[seed] = result
-    if REPLICATES.get(dataset) == "worlds":
-        users = int(np.mean([len(next(iter(r.values()))) for r in per_seed.values()]))
+    if shop or split == "random":
         rows = [
-            {"seed": seed, "model": model, "metric": metric, "value": float(value)}
+            {"seed": seed, "model": model, "metric": metric, "value": checks.number(v, metric)}
             for seed, result in per_seed.items()
-            for model, frame in result.items()
-            for metric, value in frame.mean().items()
+            for model, values in result.items()
+            for metric, v in (values.mean() if isinstance(values, pd.DataFrame) else values).items()
         ]
-        return Comparison(pd.DataFrame(rows), unit=f"shops x ~{users:,} users")
+        unit = "shops" if shop else "random splits"
+        frames = [v for r in per_seed.values() for v in r.values() if isinstance(v, pd.DataFrame)]
+        if frames:
+            unit += f" x ~{int(np.mean([len(f) for f in frames])):,} users"
+        return Comparison(pd.DataFrame(rows), unit=unit)
     frames = []
     for model in per_seed[seeds[0]]:
-        stacked = pd.concat([per_seed[s][model] for s in seeds], keys=seeds, names=["run", "user"])
+        per_run = [per_seed[s][model] for s in seeds]
+        if not all(isinstance(f, pd.DataFrame) for f in per_run):
+            raise TypeError(
+                f"{model!r}: a fixed test set varies only by its users, so run() must return "
+                "per-user DataFrames (e.g. evaluation.full_catalogue_per_user) -- or use "
+                "split='random' if each seed draws a new split"
+            )
+        stacked = pd.concat(per_run, keys=seeds, names=["run", "user"])
         averaged = stacked.groupby(level="user").mean()
         tidy = averaged.rename_axis("seed").reset_index().melt("seed", var_name="metric")
         frames.append(tidy.assign(model=model))

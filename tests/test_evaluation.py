@@ -195,6 +195,33 @@ def test_the_shop_is_replicated_by_worlds(capsys):
         evaluation.replicates(lambda s: _per_user(10, 0.0, s), [0, 1, 2], "shop", dev_seed=0)
     with pytest.raises(ValueError, match="development world"):
         evaluation.compare(_fake_run, seeds=(0, 1), dev_seed=1)
+    with pytest.raises(ValueError, match="development world"):
+        evaluation.replicates(lambda s: _per_user(10, 0.0, s), [evaluation.DEV_SEED], "shop")
+
+
+def test_random_splits_and_pooled_statistics_are_replicated_by_seed():
+    """A statistic that is not a mean over users (RMSE) comes as a dict per model; on public
+    data with a new random split per seed each seed is one replicate."""
+
+    def run(seed: int) -> dict:
+        noise = np.random.default_rng(seed).normal(0, 0.01, 2)
+        return {"biases": {"RMSE": 0.95 + noise[0]}, "MF": {"RMSE": 0.90 + noise[1]}}
+
+    cmp = evaluation.replicates(run, [0, 1, 2], "movielens-100k", split="random")
+    gain = cmp.difference("biases", "MF", "RMSE")
+    assert cmp.unit == "random splits" and gain.n == 3 and gain.hi > gain.lo
+    assert evaluation.replicates(run, [1, 2], "shop").unit == "shops"
+    with pytest.raises(TypeError, match="per-user DataFrames"):
+        evaluation.replicates(run, [0, 1], "movielens-100k")  # fixed test set, pooled RMSE
+    with pytest.raises(ValueError, match="split"):
+        evaluation.replicates(run, [0, 1], "shop", split="temporal")
+
+
+def test_evaluation_seeds_start_at_seed_and_avoid_the_development_world():
+    assert evaluation.evaluation_seeds(0, 3) == [0, 1, 2]
+    assert evaluation.evaluation_seeds(5, 2) == [5, 6]
+    with pytest.raises(ValueError, match="development world"):
+        evaluation.evaluation_seeds(evaluation.DEV_SEED - 1, 3)
 
 
 def test_bootstrap_over_groups_is_paired_and_recovers_a_known_difference():

@@ -58,6 +58,7 @@ __all__ = [
     "data_dir",
     "fetch",
     "load",
+    "world",
     "load_movielens",
     "load_online_retail",
     "load_shop",
@@ -95,6 +96,30 @@ def load(name: str, path: str | os.PathLike | None = None, **kwargs: Any) -> Dat
             )
         return _LOADERS[name](**kwargs)
     return _LOADERS[name](path=path, **kwargs)
+
+
+def world(
+    name: str,
+    seed: int,
+    path: str | os.PathLike | None = None,
+    *,
+    regime: str = "matched",
+    **kwargs: Any,
+) -> Dataset:
+    """The data of one replicate. For the shop: the world generated from ``seed`` in
+    ``regime`` (new users, items and events per seed). For public data: the dataset itself,
+    the same whatever the seed -- its replicates resample users or splits instead (see
+    :func:`recbook.evaluation.replicates`). ``kwargs`` go to :func:`load`."""
+    checks.one_of(name, DATASETS, "dataset")
+    seed = checks.seed(seed)
+    if name == "shop":
+        return load("shop", path=path, seed=seed, regime=regime, **kwargs)
+    if regime != "matched":
+        raise ValueError(
+            f"regime={regime!r} is a way to generate the shop; {name!r} is recorded data: "
+            "leave regime at 'matched' (the default)"
+        )
+    return load(name, path=path, **kwargs)
 
 
 def fetch(name: str) -> Path:

@@ -57,6 +57,8 @@ AGE_WEIGHTS = (0.16, 0.27, 0.22, 0.16, 0.11, 0.08)
 START_TIMESTAMP = 1_704_067_200  # 2024-01-01 00:00 UTC
 N_DAYS = 180
 LATENT_DIM = 8
+#: How outcomes are generated: "matched" draws them from the model family the notebooks fit.
+REGIMES = ("matched",)
 #: Relative scale of the latent taste coordinates: a few dominant axes of taste and a tail of
 #: minor ones, as the singular values of real rating matrices fall. Coordinate k of a user's
 #: taste has standard deviation ``taste_sd * TASTE_SPECTRUM[k]``.
@@ -86,6 +88,7 @@ def load_shop(
     taste_sd: float = 0.45,
     review_probability: float = 1.0,
     title_vocabulary: str = "new",
+    regime: str = "matched",
 ) -> Dataset:
     """Generate the shop deterministically from ``seed``.
 
@@ -100,6 +103,8 @@ def load_shop(
     ``review_probability``: the chance that a user rates a (user, item) pair's first purchase.
     ``title_vocabulary``: ``"new"`` (brands use their own synonyms and late items are named
     with words no early item uses) or ``"shared"`` (one word list for every item).
+    ``regime``: how outcomes are generated, one of :data:`REGIMES`: ``"matched"`` (the story
+    above: biased low-rank taste, the family the notebooks fit).
 
     Every knob is validated through :mod:`recbook.checks`. ``recbook.datasets.load("shop", ...)``
     and ``recbook.datasets.load_shop`` are this function.
@@ -119,6 +124,7 @@ def load_shop(
     if review_probability > 1:
         raise ValueError(f"review_probability must be in (0, 1], got {review_probability}")
     checks.one_of(title_vocabulary, TITLE_VOCABULARIES, "title_vocabulary")
+    checks.one_of(regime, REGIMES, "regime")
     _check_sizes(n_users, n_items, n_events)
 
     rng = np.random.default_rng(seed)
@@ -152,6 +158,7 @@ def load_shop(
             "n_days": N_DAYS,
             "start_timestamp": START_TIMESTAMP,
             "title_vocabulary": title_vocabulary,
+            "regime": regime,
         },
     )
 
