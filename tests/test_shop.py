@@ -122,6 +122,39 @@ def test_exposure_predicts_impression_counts(shop):
     assert observed[late].sum() == pytest.approx(exposure[late].sum(), rel=0.1)
 
 
+def test_window_exposure_predicts_the_window_and_sums_to_one(shop):
+    """``from_day`` restricts exposure to a test window: per user it still sums to one, and
+    its expected counts match the impressions drawn on or after the cut."""
+    t, cut = shop.truth, 120
+    window = shop.events[shop.events["day"] >= cut]
+    n = np.bincount(window.user_id, minlength=shop.n_users)
+    click = t.oracle_scores("click")
+    per_task = t.oracle_scores("interaction-click", from_day=cut)
+    exposure = per_task / click
+    np.testing.assert_allclose(exposure.sum(axis=1), 1.0, rtol=1e-9)
+    expected = n @ exposure
+    observed = np.bincount(window.item_id, minlength=shop.n_items)
+    seen = expected > 0
+    chi2 = ((observed[seen] - expected[seen]) ** 2 / expected[seen]).sum()
+    assert chi2 < seen.sum() * 1.3 and observed[~seen].sum() == 0
+    whole_life = t.oracle_scores("interaction-click")
+    assert not np.allclose(whole_life, per_task)  # the window changes the ranking's scores
+    with pytest.raises(ValueError, match="interaction task"):
+        t.oracle_scores("click", from_day=cut)
+    with pytest.raises(ValueError, match="window"):
+        t.oracle_scores("interaction-click", from_day=t.n_days)
+
+
+def test_rating_at_least_is_calibrated(shop):
+    rated = shop.ratings()
+    p = shop.truth.rating_at_least(rated.user_id, rated.item_id, 4)
+    observed = (rated.rating >= 4).to_numpy()
+    assert abs(p.mean() - observed.mean()) < 0.02
+    assert observed[p > 0.7].mean() > observed[p < 0.3].mean() + 0.4
+    with pytest.raises(ValueError, match="stars"):
+        shop.truth.rating_at_least(rated.user_id, rated.item_id, 6)
+
+
 def test_purchase_oracle_is_calibrated(shop):
     ev = shop.events
     p = shop.truth.purchase_probability(ev.user_id, ev.item_id)

@@ -95,6 +95,15 @@ class ShopTruth:
         with the item's price relative to its category's median."""
         return self._task("purchase", *self._ids(user_ids, item_ids))
 
+    def rating_at_least(self, user_ids: Any, item_ids: Any, stars: int = 4) -> np.ndarray:
+        """P(rating >= ``stars`` | the user rates the item): the oracle when relevance is
+        "rated at least ``stars``" (e.g. 4 of 5)."""
+        stars = checks.integer(stars, "stars", minimum=2)
+        if stars > 5:
+            raise ValueError(f"stars must be 2..5 (ratings are 1-5 stars), got {stars}")
+        x = self._affinity(*self._ids(user_ids, item_ids))
+        return ndtr((x - (stars - 0.5)) / self.rating_noise_sd)
+
     def exposure_probability(self, user_ids: Any, item_ids: Any) -> np.ndarray:
         """P(an impression of the user shows this item), exactly as the generator draws it.
 
@@ -121,11 +130,21 @@ class ShopTruth:
         return self._task(task, *self._ids(user_ids, item_ids))
 
     def oracle_scores(
-        self, task: str, n_users: int | None = None, n_items: int | None = None
+        self,
+        task: str,
+        n_users: int | None = None,
+        n_items: int | None = None,
+        *,
+        from_day: int | np.ndarray | None = None,
     ) -> np.ndarray:
         """Dense (users x items) oracle scores for full-catalogue ranking, in the shape of
         :mod:`recbook.baselines`' scorers. ``n_users``/``n_items``, when given, must match
-        the shop's sizes (a guard against scoring the wrong catalogue)."""
+        the shop's sizes (a guard against scoring the wrong catalogue).
+
+        ``from_day`` (one day, or one per user) restricts an ``interaction-*`` task to the
+        impressions on or after that day -- the exact oracle for a test window that starts
+        there (a temporal split's cut); without it exposure averages over the user's whole
+        life, which is only a reference for a window."""
         checks.one_of(task, TASKS, "task")
         for given, actual, what in (
             (n_users, self.n_users, "n_users"),
@@ -137,7 +156,15 @@ class ShopTruth:
                 )
         users = np.arange(self.n_users)[:, None]
         items = np.arange(self.n_items)[None, :]
-        return self._task(task, users, items)
+        if from_day is None:
+            return self._task(task, users, items)
+        if not task.startswith("interaction"):
+            raise ValueError(
+                f"from_day restricts exposure: it needs an interaction task, not {task!r}"
+            )
+        start = self._window_start(from_day)
+        scores = self._task(task.replace("interaction-", ""), users, items)
+        return scores * self._exposure(users, items, start[:, None])
 
     # -- the formulas, on checked ids that are aligned 1-D arrays or a (users, 1) x (1, items)
     #    grid (the dense case multiplies the factor matrices instead of gathering rows)
@@ -165,11 +192,29 @@ class ShopTruth:
             p *= self._exposure(u, i)
         return p
 
-    def _exposure(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        s = self.user_signup_day[u]
-        start = np.maximum(s, self.item_release_day[i])
+    def _window_start(self, from_day: int | np.ndarray) -> np.ndarray:
+        """Per-user first day of the window: ``from_day`` (one or per user), never before
+        sign-up; a user whose window is empty (starts at or after the last day) is refused."""
+        day = np.asarray(from_day)
+        if day.ndim == 0:
+            day = np.full(self.n_users, day)
+        if day.shape != (self.n_users,) or not np.issubdtype(day.dtype, np.integer):
+            raise ValueError(
+                f"from_day must be one integer day or one per user ({self.n_users}), "
+                f"got shape {day.shape} of {day.dtype}"
+            )
+        start = np.maximum(day, self.user_signup_day)
+        if (start < 0).any() or (start >= self.n_days).any():
+            raise ValueError(f"from_day must leave a window inside days 0..{self.n_days - 1}")
+        return start
+
+    def _exposure(
+        self, u: np.ndarray, i: np.ndarray, start: np.ndarray | None = None
+    ) -> np.ndarray:
+        s = self.user_signup_day[u] if start is None else start
+        first = np.maximum(s, self.item_release_day[i])
         cat = self.item_category[i]
-        days_share = self._release_tail()[start, cat] / (self.n_days - s)
+        days_share = self._release_tail()[first, cat] / (self.n_days - s)
         return self.category_probability[u, cat] * self.item_popularity[i] * days_share
 
     def _release_tail(self) -> np.ndarray:
