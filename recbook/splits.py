@@ -136,6 +136,23 @@ def _pair_codes(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarra
     return users.astype(np.int64) * n_items + items.astype(np.int64)
 
 
+def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, what: str = "train and test") -> None:
+    """Refuse a training table that shares a (user, item) pair with its test table: a model
+    that saw the test pair (as a rating, a click or a chosen negative) is scored on its own
+    training data. Raises ``ValueError`` naming how many pairs overlap and one of them."""
+    for df, name in ((train, "train"), (test, "test")):
+        _rows(df, (USER, ITEM), f"{what}: {name}")
+    shared = pd.merge(
+        train[[USER, ITEM]].drop_duplicates(), test[[USER, ITEM]].drop_duplicates(), how="inner"
+    )
+    if len(shared):
+        user, item = shared.iloc[0]
+        raise ValueError(
+            f"{what} share {len(shared):,} (user, item) pairs, e.g. user {user}, item {item}: "
+            "remove the test pairs from the training rows before fitting"
+        )
+
+
 def sample_negatives(
     df: pd.DataFrame,
     n_items: int,

@@ -1,3 +1,4 @@
+import hashlib
 import re
 
 import numpy as np
@@ -6,25 +7,85 @@ import pytest
 
 from recbook import metrics
 from recbook.datasets import load
-from recbook.datasets.shop import CATEGORIES, NEW_WORDS, REGIONS, TASKS
+from recbook.datasets.shop import (
+    CATEGORIES,
+    DEFAULT_EVENTS,
+    LATENT_DIM,
+    N_INTERESTS,
+    NEW_WORDS,
+    REGIMES,
+    REGIONS,
+    TASKS,
+)
+
+
+def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """``DataFrame.equals`` (values, NaNs in place, dtypes): fast on the misspecified shop's
+    events, where ``assert_frame_equal`` takes seconds; that one only reports a difference."""
+    if not a.equals(b):
+        pd.testing.assert_frame_equal(a, b)
+        raise AssertionError("the frames differ (in dtype or exact values)")
+
+
+# The tests that check the truth against the generator's draws run in every regime: each
+# regime's oracles must be exact for its own story.
+
+
+@pytest.fixture(scope="module", params=REGIMES)
+def regime(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def shop():
-    return load("shop", scale=0.3, seed=0)
+def shop(regime):
+    return load("shop", scale=0.3, seed=0, regime=regime)
 
 
 @pytest.fixture(scope="module")
-def shared():
-    return load("shop", scale=0.3, seed=0, title_vocabulary="shared")
+def shared(regime):
+    return load("shop", scale=0.3, seed=0, title_vocabulary="shared", regime=regime)
 
 
-def test_deterministic_from_seed(shop):
-    again = load("shop", scale=0.3, seed=0)
-    pd.testing.assert_frame_equal(shop.events, again.events)
-    pd.testing.assert_frame_equal(shop.items, again.items)
-    other = load("shop", scale=0.3, seed=1)
+def test_deterministic_from_seed(shop, regime):
+    again = load("shop", scale=0.3, seed=0, regime=regime)
+    _assert_same(shop.events, again.events)
+    _assert_same(shop.items, again.items)
+    other = load("shop", scale=0.3, seed=1, regime=regime)
     assert not shop.events.item_id.equals(other.events.item_id)
+    assert shop.info["regime"] == regime
+    assert len(shop.events) == round(DEFAULT_EVENTS[regime] * 0.3)
+
+
+def _digest(ds) -> str:
+    """A hash of a shop's three frames and its truth's factors and biases."""
+    h = hashlib.sha256()
+    for frame in (ds.events, ds.items, ds.users):
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        h.update(",".join(map(str, frame.columns)).encode())
+        h.update(",".join(map(str, frame.dtypes)).encode())
+    t = ds.truth
+    for a in (t.user_factors, t.item_factors, t.user_bias, t.item_bias):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "digest"),
+    [
+        ({"scale": 0.3, "seed": 0}, "33f54e2e4900ec2f"),
+        (
+            {"scale": 0.2, "seed": 3, "title_vocabulary": "shared", "review_probability": 0.5},
+            "4229987558befafa",
+        ),
+        ({"seed": 0}, "c61d751c492e467b"),
+        ({"seed": 1, "regime": "matched"}, "361e7a826cf83984"),
+    ],
+)
+def test_the_matched_shop_is_the_one_every_recorded_value_came_from(kwargs, digest):
+    """The matched regime is bit for bit the shop generated before the misspecified regime
+    existed (digests computed with that generator): every notebook's recorded value and every
+    test above depends on it. A change here changes every shop."""
+    assert _digest(load("shop", **kwargs)) == digest
 
 
 def test_schema(shop):
@@ -163,7 +224,7 @@ def test_purchase_oracle_is_calibrated(shop):
     assert metrics.auc(bought, p) > 0.7
 
 
-def test_click_oracle_beats_popularity_on_held_out_impressions(shop):
+def test_click_oracle_beats_popularity_on_held_out_impressions(shop, regime):
     ev = shop.events
     rng = np.random.default_rng(0)
     test = rng.random(len(ev)) < 0.2
@@ -175,7 +236,9 @@ def test_click_oracle_beats_popularity_on_held_out_impressions(shop):
     oracle = shop.truth.click_probability(ev.user_id[test], ev.item_id[test])
     auc_oracle = metrics.auc(clicked[test], oracle)
     auc_pop = metrics.auc(clicked[test], popularity[ev.item_id[test]])
-    assert 0.75 < auc_oracle < 0.85
+    # the misspecified shop's click saturates (a ceiling of 0.5): less to separate
+    low, high = {"matched": (0.75, 0.85), "misspecified": (0.7, 0.8)}[regime]
+    assert low < auc_oracle < high
     assert auc_oracle > auc_pop + 0.05
 
 
@@ -247,10 +310,8 @@ def test_shared_vocabulary_reuses_words(shared):
 
 
 def test_vocabularies_differ_only_in_titles(shop, shared):
-    pd.testing.assert_frame_equal(shop.events, shared.events)
-    pd.testing.assert_frame_equal(
-        shop.items.drop(columns="title"), shared.items.drop(columns="title")
-    )
+    _assert_same(shop.events, shared.events)
+    _assert_same(shop.items.drop(columns="title"), shared.items.drop(columns="title"))
     assert (shop.items.title != shared.items.title).mean() > 0.5
 
 
@@ -261,9 +322,7 @@ def test_review_probability_thins_ratings():
     full = load("shop", scale=0.2, seed=3)
     half = load("shop", scale=0.2, seed=3, review_probability=0.5)
     assert len(half.ratings()) == pytest.approx(len(full.ratings()) / 2, rel=0.1)
-    pd.testing.assert_frame_equal(
-        full.events.drop(columns="rating"), half.events.drop(columns="rating")
-    )
+    _assert_same(full.events.drop(columns="rating"), half.events.drop(columns="rating"))
 
 
 def test_taste_sd_zero_leaves_only_biases_and_categories():
@@ -286,6 +345,9 @@ def test_taste_sd_zero_leaves_only_biases_and_categories():
         ({"review_probability": 0}, ValueError, "review_probability must be > 0"),
         ({"review_probability": 1.5}, ValueError, r"review_probability must be in \(0, 1\]"),
         ({"title_vocabulary": "old"}, ValueError, "unknown title_vocabulary 'old'"),
+        ({"regime": "wild"}, ValueError, "unknown regime 'wild'"),
+        ({"regime": "misspecified", "n_events": 10.5}, TypeError, "n_events must be an integer"),
+        ({"regime": "misspecified", "review_probability": 0}, ValueError, "must be > 0"),
     ],
 )
 def test_bad_knobs(kwargs, error, match):
@@ -296,6 +358,125 @@ def test_bad_knobs(kwargs, error, match):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset 'shopp'"):
         load("shopp")
+
+
+# --- the misspecified regime ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """The same seed in both regimes."""
+    return {r: load("shop", scale=0.3, seed=0, regime=r) for r in REGIMES}
+
+
+def test_regimes_share_users_and_items_and_differ_in_behaviour(pair):
+    matched, mis = pair["matched"], pair["misspecified"]
+    _assert_same(matched.users, mis.users)
+    _assert_same(matched.items, mis.items)
+    # the first interest is the matched shop's taste; the others are new
+    np.testing.assert_array_equal(matched.truth.user_factors, mis.truth.user_factors)
+    assert matched.truth.user_interests is None
+    width = matched.truth.item_factors.shape[1]
+    assert mis.truth.user_interests.shape == (mis.n_users, N_INTERESTS, width)
+    np.testing.assert_array_equal(mis.truth.user_interests[:, 0], mis.truth.user_factors)
+    assert len(mis.events) > 3 * len(matched.events)
+
+
+def _interaction(t):
+    """The dense (users x items) affinity without its global mean and biases."""
+    users, items = (
+        np.repeat(np.arange(t.n_users), t.n_items),
+        np.tile(np.arange(t.n_items), t.n_users),
+    )
+    x = t.affinity(users, items).reshape(t.n_users, t.n_items)
+    return x - t.global_mean - t.user_bias[:, None] - t.item_bias[None, :]
+
+
+def test_misspecified_taste_is_the_best_of_several_interests(pair):
+    """The affinity's interaction term is the category preference plus the best of the user's
+    interests, each winning about a third of the pairs -- not a fixed-rank dot product: the
+    matched term has rank 12 + 8 exactly, the misspecified one a long tail of singular values."""
+    t, n_cat = pair["misspecified"].truth, len(CATEGORIES)
+    u, i = _pairs(pair["misspecified"])
+    cat = t.item_category[i]
+    pref = t.user_factors[u, cat]
+    taste = np.einsum("nmk,nk->nm", t.user_interests[u, :, n_cat:], t.item_factors[i, n_cat:])
+    expected = t.global_mean + t.user_bias[u] + t.item_bias[i] + pref + taste.max(axis=1)
+    np.testing.assert_allclose(t.affinity(u, i), expected - t.interest_offset, rtol=1e-12)
+    assert (t.user_interests[:, :, :n_cat] == t.user_factors[:, None, :n_cat]).all()
+    shares = np.bincount(taste.argmax(axis=1), minlength=N_INTERESTS) / len(u)
+    assert (shares > 0.25).all()
+    rank = n_cat + LATENT_DIM
+    matched_sv = np.linalg.svd(_interaction(pair["matched"].truth), compute_uv=False)
+    mis_sv = np.linalg.svd(_interaction(t), compute_uv=False)
+    assert matched_sv[rank] < 1e-12 * matched_sv[0]
+    assert mis_sv[rank] > 0.05 * mis_sv[0]
+    # centred: the best match is about 0 over the catalogue on average
+    assert abs(_interaction(t).mean() - _interaction(pair["matched"].truth).mean()) < 0.3
+
+
+def test_misspecified_funnel_is_thin_and_activity_heavy_tailed(pair):
+    """A few % of impressions end in a purchase (about 29 % in the matched shop) with a similar
+    number of clicks; half the first purchases are rated; the heaviest 1 % of users see twice
+    the matched shop's share of impressions; a click saturates at 1/2."""
+    out = {}
+    for r, ds in pair.items():
+        ev = ds.events
+        per_user = np.sort(np.bincount(ev.user_id, minlength=ds.n_users))[::-1]
+        bought = ev[ev.event == "purchase"].drop_duplicates(["user_id", "item_id"])
+        out[r] = {
+            "clicks": (ev.event != "view").sum(),
+            "purchase_rate": (ev.event == "purchase").mean(),
+            "rated_share": len(ds.ratings()) / len(bought),
+            "top_share": per_user[: ds.n_users // 100].sum() / len(ev),
+        }
+    matched, mis = out["matched"], out["misspecified"]
+    assert 0.25 < matched["purchase_rate"] < 0.35 and 0.03 < mis["purchase_rate"] < 0.1
+    assert 0.5 < mis["clicks"] / matched["clicks"] < 1.5
+    assert matched["rated_share"] == 1 and 0.45 < mis["rated_share"] < 0.55
+    assert mis["top_share"] > 1.8 * matched["top_share"]
+    click = pair["misspecified"].truth.oracle_scores("click")
+    assert 0.45 < click.max() <= 0.5 and pair["matched"].truth.oracle_scores("click").max() > 0.9
+
+
+def test_misspecified_review_probability_is_the_callers_when_given():
+    half = load("shop", scale=0.2, seed=3, regime="misspecified")
+    every = load("shop", scale=0.2, seed=3, regime="misspecified", review_probability=1.0)
+    bought = half.events[half.events.event == "purchase"].drop_duplicates(["user_id", "item_id"])
+    assert len(every.ratings()) == len(bought)
+    _assert_same(half.events.drop(columns="rating"), every.events.drop(columns="rating"))
+
+
+def test_best_match_is_the_same_from_the_table_and_in_blocks():
+    from recbook.datasets.shop.generator import _best_match
+
+    rng = np.random.default_rng(0)
+    interests, latent = rng.normal(size=(40, 3, 8)), rng.normal(size=(30, 8))
+    u, i = rng.integers(0, 40, 70_000), rng.integers(0, 30, 70_000)  # two blocks
+    table = _best_match(interests, latent, u, i, dense=True)
+    blocks = _best_match(interests, latent, u, i, dense=False)
+    np.testing.assert_allclose(table, blocks, rtol=1e-12)
+    np.testing.assert_allclose(table, np.max(interests[u] @ latent[i][:, :, None], axis=1)[:, 0])
+
+
+def test_misspecified_density_leaves_a_per_user_split_and_room_to_learn():
+    """At the defaults the misspecified shop has about a third of the matched shop's ratings:
+    a median user rates a handful, most users fewer than five, yet a per-user split still tests
+    over a thousand users, and the oracle is far ahead of user + item biases."""
+    from recbook import mf
+    from recbook.splits import per_user_split
+
+    ds = load("shop", seed=0, regime="misspecified")
+    ratings = ds.ratings()
+    per_user = np.bincount(ratings.user_id, minlength=ds.n_users)
+    assert 15_000 < len(ratings) < 30_000 and np.median(per_user) >= 3
+    assert 0.4 < np.mean(per_user < 5) < 0.7
+    train, test = per_user_split(ratings, 0.2, seed=0)
+    assert test.user_id.nunique() > 1000
+    biases = mf.fit(train, ds.n_users, ds.n_items, model="biases", progress=False)
+    rmse_biases = metrics.rmse(test.rating, biases.predict(test.user_id, test.item_id))
+    oracle = metrics.rmse(test.rating, ds.truth.expected_rating(test.user_id, test.item_id))
+    assert oracle < rmse_biases - 0.1
 
 
 # --- density: collaborative filtering has something to learn at the defaults ----------------

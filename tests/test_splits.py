@@ -146,3 +146,12 @@ def test_bad_seeds_are_named():
         splits.random_split(PAIRS, 0.5, seed=-1)
     with pytest.raises(TypeError, match="seed must be an integer"):
         splits.per_user_split(PAIRS, 0.5, seed=1.5)
+
+
+def test_check_disjoint_names_the_overlap():
+    train = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [1, 2, 3]})
+    splits.check_disjoint(train, pd.DataFrame({"user_id": [0, 1], "item_id": [3, 1]}))
+    with pytest.raises(ValueError, match="share 1 .* user 1, item 3"):
+        splits.check_disjoint(train, pd.DataFrame({"user_id": [1, 1], "item_id": [3, 3]}))
+    with pytest.raises(ValueError, match="test"):
+        splits.check_disjoint(train, pd.DataFrame({"user_id": [], "item_id": []}))

@@ -13,7 +13,9 @@ scores -- an "oracle" row on the model's own split and candidates:
   for full-catalogue ranking), ``task`` one of :data:`TASKS`.
 
 The formulas here are the generator's (:mod:`recbook.datasets.shop.generator`) written once
-more in closed form; ``tests/test_shop.py`` checks that they predict what the generator draws.
+more in closed form, for either regime (the misspecified shop's best-of-several-interests taste
+through ``user_interests``, its saturating click through ``click_ceiling``);
+``tests/test_shop.py`` checks, in both regimes, that they predict what the generator draws.
 This module imports only :mod:`recbook.checks` from recbook.
 """
 
@@ -39,6 +41,13 @@ class ShopTruth:
     ``user_factors``/``item_factors`` are the full-rank truth: each row concatenates the user's
     category preferences (scaled) with the latent taste, so that
     ``affinity = global_mean + user_bias + item_bias + user_factors @ item_factors.T``.
+
+    With ``user_interests`` (users, interests, factors) -- the misspecified shop -- a user has
+    several such rows and the affinity takes the best match instead:
+    ``... + max_m user_interests[u, m] @ item_factors[i] - interest_offset``;
+    ``user_factors`` is then the first interest, for code that wants one row per user (it is
+    not the affinity's whole story). ``click_ceiling`` scales the click sigmoid (1: none).
+
     Every oracle is vectorised over aligned id arrays and checks its ids; score a model's split
     with the oracle of the same task to get the "oracle" row of a table.
     """
@@ -63,6 +72,9 @@ class ShopTruth:
     n_days: int
     region_taste: pd.DataFrame
     cold_start_day: int
+    user_interests: np.ndarray | None = None  # (users, interests, factors): best match wins
+    interest_offset: float = 0.0  # subtracted from the best match (centres it)
+    click_ceiling: float = 1.0  # P(click | shown) = click_ceiling * sigmoid(...)
 
     @property
     def n_users(self) -> int:
@@ -170,11 +182,26 @@ class ShopTruth:
     #    grid (the dense case multiplies the factor matrices instead of gathering rows)
 
     def _affinity(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        if u.ndim == 2:
+        if self.user_interests is not None:
+            dot = self._best_interest(u, i)
+        elif u.ndim == 2:
             dot = self.user_factors[u[:, 0]] @ self.item_factors[i[0]].T
         else:
             dot = np.einsum("nk,nk->n", self.user_factors[u], self.item_factors[i])
         return self.global_mean + self.user_bias[u] + self.item_bias[i] + dot
+
+    def _best_interest(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """max over the user's interests of interest . item factors, minus the offset; the
+        dense case keeps one (users, items) block per interest, never all of them at once."""
+        w = self.user_interests
+        if u.ndim == 2:
+            f = self.item_factors[i[0]].T
+            best = w[u[:, 0], 0] @ f
+            for m in range(1, w.shape[1]):
+                np.maximum(best, w[u[:, 0], m] @ f, out=best)
+        else:
+            best = np.einsum("nmk,nk->nm", w[u], self.item_factors[i]).max(axis=1)
+        return best - self.interest_offset
 
     def _task(self, task: str, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         x = self._affinity(u, i)
@@ -182,6 +209,8 @@ class ShopTruth:
             return _rating_mean(x, self.rating_noise_sd)
         x = x - self.global_mean
         p = expit(self.click_intercept + self.click_slope * x)
+        if self.click_ceiling < 1:
+            p *= self.click_ceiling
         if task.endswith("purchase"):
             p *= expit(
                 self.buy_intercept
