@@ -64,8 +64,14 @@ class Interval:
         return self.format()
 
 
-def interval(values: Iterable[float], confidence: float = 0.95, unit: str = "runs") -> Interval:
-    """Mean and Student-t interval of independent replicates (one value per world, user, ...)."""
+def interval(
+    values: Iterable[float], confidence: float = 0.95, unit: str = "runs", overlap: float = 0.0
+) -> Interval:
+    """Mean and Student-t interval of independent replicates (one value per world, user, ...).
+
+    ``overlap`` = n_test / n_train of random splits of *one* dataset: their training sets share
+    most rows, so the replicates are correlated and a plain t is too narrow. Nadeau & Bengio's
+    (2003) corrected resampled t widens the half-width by ``sqrt(1 + J * overlap)``."""
     v = checks.finite_array(list(values), "interval: values").ravel()
     if v.size == 0:
         raise ValueError("interval: no values; run at least one seed")
@@ -73,7 +79,9 @@ def interval(values: Iterable[float], confidence: float = 0.95, unit: str = "run
     mean = float(v.mean())
     if v.size < 2:
         return Interval(mean, -np.inf, np.inf, 1, confidence, unit)
+    overlap = checks.number(overlap, "overlap", non_negative=True)
     half = stats.t.ppf((1 + confidence) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    half *= np.sqrt(1 + v.size * overlap)
     return Interval(mean, mean - half, mean + half, int(v.size), confidence, unit)
 
 
@@ -92,6 +100,7 @@ class Comparison:
         *,
         method: str = "t",
         point: Mapping[str, Mapping[str, float]] | None = None,
+        overlap: float = 0.0,
     ):
         checks.frame(runs, ("seed", "model", "metric", "value"), "runs")
         checks.non_empty(runs, "runs")
@@ -104,6 +113,7 @@ class Comparison:
             raise ValueError("unit must name the replicates, e.g. 'shops' or 'users'")
         self.runs = runs.reset_index(drop=True)
         self.unit, self.method, self.point = unit, method, point
+        self.overlap = checks.number(overlap, "overlap", non_negative=True)
 
     @property
     def models(self) -> list[str]:
@@ -127,7 +137,7 @@ class Comparison:
         values = self.values(model, metric)
         if self.method == "bootstrap":
             return _percentile(values, self.point[model][metric], confidence, self.unit)
-        return interval(values, confidence, self.unit)
+        return interval(values, confidence, self.unit, self.overlap)
 
     def difference(self, a: str, b: str, metric: str, confidence: float = 0.95) -> Interval:
         """Paired difference ``a - b`` over the replicates both ran (the same world, user or
@@ -142,7 +152,7 @@ class Comparison:
         if self.method == "bootstrap":
             point = self.point[a][metric] - self.point[b][metric]
             return _percentile(paired, point, confidence, self.unit)
-        return interval(paired, confidence, self.unit)
+        return interval(paired, confidence, self.unit, self.overlap)
 
     def table(self, metrics: Sequence[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
         """Mean and interval per model (rows, in run order) and metric (column groups)."""
@@ -260,6 +270,7 @@ def replicates(
     dataset: str,
     *,
     split: str = "fixed",
+    test_share: float | None = None,
     dev_seed: int | None = DEV_SEED,
     desc: str = "replicates",
 ) -> Comparison:
@@ -273,7 +284,9 @@ def replicates(
     (``split="fixed"``: leave-last-out, a temporal cut, the official split).
 
     * shop: one replicate per world, unit "shops" (with "x ~N users" for per-user frames);
-    * public, random split: one replicate per split, unit "random splits";
+    * public, random split: one replicate per split, unit "random splits"; give the test
+      share of each split (``test_share``): the splits overlap, so intervals get Nadeau &
+      Bengio's correction (:func:`interval`'s ``overlap``);
     * public, fixed test set: each *user* is a replicate -- their metric averaged over the
       seeds, then a paired t over users ("943 users, each the mean of 3 seeds"); this needs
       per-user frames, since resampling users is the only way a fixed test set can vary.
@@ -282,6 +295,15 @@ def replicates(
     worlds) happened to be tested. The development seed is refused on the shop."""
     checks.one_of(split, SPLITS, "split")
     shop = REPLICATES.get(dataset) == "worlds"
+    overlap = 0.0
+    if split == "random" and not shop:
+        if test_share is None:
+            raise ValueError(
+                f"random splits of {dataset!r} overlap: pass test_share= (each split's test "
+                "share) so the intervals get Nadeau & Bengio's correction"
+            )
+        share = checks.fraction(test_share, "test_share")
+        overlap = share / (1 - share)
     seeds = _evaluation_seeds(seeds, dev_seed if shop else None)
     per_seed = {}
     for seed in tqdm(seeds, desc=desc, leave=False):
@@ -305,10 +327,12 @@ def replicates(
             for metric, v in (values.mean() if isinstance(values, pd.DataFrame) else values).items()
         ]
         unit = "shops" if shop else "random splits"
+        if overlap:
+            unit += f" (Nadeau-Bengio corrected, x{np.sqrt(1 + len(seeds) * overlap):.2f})"
         frames = [v for r in per_seed.values() for v in r.values() if isinstance(v, pd.DataFrame)]
         if frames:
             unit += f" x ~{int(np.mean([len(f) for f in frames])):,} users"
-        return Comparison(pd.DataFrame(rows), unit=unit)
+        return Comparison(pd.DataFrame(rows), unit=unit, overlap=overlap)
     frames = []
     for model in per_seed[seeds[0]]:
         per_run = [per_seed[s][model] for s in seeds]

@@ -207,9 +207,14 @@ def test_random_splits_and_pooled_statistics_are_replicated_by_seed():
         noise = np.random.default_rng(seed).normal(0, 0.01, 2)
         return {"biases": {"RMSE": 0.95 + noise[0]}, "MF": {"RMSE": 0.90 + noise[1]}}
 
-    cmp = evaluation.replicates(run, [0, 1, 2], "movielens-100k", split="random")
+    cmp = evaluation.replicates(run, [0, 1, 2], "movielens-100k", split="random", test_share=0.2)
     gain = cmp.difference("biases", "MF", "RMSE")
-    assert cmp.unit == "random splits" and gain.n == 3 and gain.hi > gain.lo
+    assert cmp.unit.startswith("random splits (Nadeau-Bengio") and gain.n == 3
+    plain = evaluation.interval(cmp.values("biases", "RMSE") - cmp.values("MF", "RMSE"))
+    widened = (gain.hi - gain.lo) / (plain.hi - plain.lo)
+    assert widened == pytest.approx(np.sqrt(1 + 3 * 0.25))  # 20 % test: n_test/n_train = 1/4
+    with pytest.raises(ValueError, match="test_share"):
+        evaluation.replicates(run, [0, 1], "movielens-100k", split="random")
     assert evaluation.replicates(run, [1, 2], "shop").unit == "shops"
     with pytest.raises(TypeError, match="per-user DataFrames"):
         evaluation.replicates(run, [0, 1], "movielens-100k")  # fixed test set, pooled RMSE
