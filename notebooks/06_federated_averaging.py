@@ -147,7 +147,7 @@ T_START = time.perf_counter()
 #   clients, like households or devices).
 
 # %%
-ds = datasets.load(DATASET, path=DATA_PATH)
+ds = datasets.world(DATASET, SEED, DATA_PATH)  # the shop of SEED, or the public data
 ratings = ds.ratings()
 train, test = splits.per_user_split(ratings, test_size=0.2, seed=SEED)
 rated_users = ds.users[ds.users["user_id"].isin(ratings["user_id"].unique())]
