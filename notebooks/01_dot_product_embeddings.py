@@ -726,7 +726,7 @@ def rating_run(seed: int) -> dict:
 
 
 rating_cmp = evaluation.replicates(
-    rating_run, EVAL_SEEDS, DATASET, split="random", desc="rating replicates"
+    rating_run, EVAL_SEEDS, DATASET, split="random", test_share=0.2, desc="rating replicates"
 )
 print(
     "RMSE on held-out ratings: mean ["

@@ -249,9 +249,9 @@ def click_comparison(probs_of, desc: str) -> evaluation.Comparison:
         return {m: pd.DataFrame([report(labels[rows], m, r[m][rows]) for r in runs]).mean()
                 .to_dict() for m in runs[0]}  # fmt: skip
 
-    return evaluation.bootstrap_groups(world_data(SEED).test["user_id"].to_numpy(), pooled,
-                                       seed=SEED, unit=f"resamples of the test users, {len(seeds)} seeds each",
-                                       desc=desc)  # fmt: skip
+    users = world_data(SEED).test["user_id"].to_numpy()
+    unit = f"test users, each the mean of {len(seeds)} seeds"
+    return evaluation.bootstrap_groups(users, pooled, seed=SEED, unit=unit, desc=desc)
 
 
 # %% [markdown]
@@ -1112,7 +1112,7 @@ recbook.record("ndcg10_gain_dot_over_mlp_lo", dot_vs_mlp.lo)
 recbook.record("ndcg10_gain_click_mlp_over_ease", mlp_vs_ease.mean)
 recbook.record("ndcg10_gain_click_mlp_over_ease_lo", mlp_vs_ease.lo)
 if ds.truth is not None:
-    recbook.record("auc_oracle", clicks.loc[REFERENCE, ("AUC", "mean")])
+    recbook.record("auc_reference", clicks.loc[REFERENCE, ("AUC", "mean")])
     recbook.record("ndcg10_reference", ranks.loc[REFERENCE, ("ndcg (full)", "mean")])
 listing_auc = click_table.loc["001 §5.2 listing (user features only)", "AUC"]
 evaluation.observed(

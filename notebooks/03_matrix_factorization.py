@@ -1105,7 +1105,9 @@ def run(seed: int) -> dict:
 
 
 EVAL_SEEDS = evaluation.evaluation_seeds(SEED, SEEDS)
-rmse_cmp = evaluation.replicates(run, EVAL_SEEDS, DATASET, split="random", desc="worlds")
+rmse_cmp = evaluation.replicates(
+    run, EVAL_SEEDS, DATASET, split="random", test_share=TEST_SHARE, desc="worlds"
+)
 rmse_table = rmse_cmp.summary()
 rmse_table["configs tried"] = [
     CONFIGS.get(m, 0) if DATASET == "shop" else f"{CONFIGS.get(m, 0)} per split"
@@ -1136,26 +1138,16 @@ for name, value in rmse_means.items():
 # oriented so that a positive number favours the factor model. On the shop the worlds are
 # independent draws, so a Student-t over them is the right interval. On public data the random
 # splits of one dataset overlap (any two training sets share most of their ratings), so a plain t
-# over splits is too narrow; there the verdicts use Nadeau & Bengio's (2003) corrected resampled
-# t, which widens the half-width by $\sqrt{1 + J\,n_\text{test}/n_\text{train}}$ (about 1.3 for
-# $J = 3$ splits of 20 %).
+# over splits is too narrow; there every interval uses Nadeau & Bengio's (2003) corrected
+# resampled t (`evaluation.replicates(..., test_share=TEST_SHARE)` applies it), which widens
+# the half-width by $\sqrt{1 + J\,n_\text{test}/n_\text{train}}$ (about 1.3 for $J = 3$
+# splits of 20 %).
 
 
 # %%
-def corrected(iv: evaluation.Interval) -> evaluation.Interval:
-    """The interval a verdict should use: as it is over independent shop worlds; widened by
-    Nadeau & Bengio's correction over overlapping random splits of one public dataset."""
-    if DATASET == "shop" or iv.n < 2:
-        return iv
-    factor = np.sqrt(1 + iv.n * TEST_SHARE / (1 - TEST_SHARE))
-    half = factor * (iv.hi - iv.lo) / 2
-    unit = f"{iv.unit}, Nadeau-Bengio corrected x{factor:.2f}"
-    return evaluation.Interval(iv.mean, iv.mean - half, iv.mean + half, iv.n, iv.confidence, unit)
-
-
 def gain(a: str, b: str) -> evaluation.Interval:
     """RMSE of ``a`` minus RMSE of ``b``: positive when ``b`` predicts better."""
-    return corrected(rmse_cmp.difference(a, b, "RMSE"))
+    return rmse_cmp.difference(a, b, "RMSE")
 
 
 BIASES = "user + item biases"
@@ -1343,7 +1335,9 @@ def topk_run(seed: int) -> dict:
     return out
 
 
-topk_cmp = evaluation.replicates(topk_run, EVAL_SEEDS, DATASET, split="random", desc="top-k")
+topk_cmp = evaluation.replicates(
+    topk_run, EVAL_SEEDS, DATASET, split="random", test_share=TEST_SHARE, desc="top-k"
+)
 topk_table = topk_cmp.summary(["ndcg", "hit_rate", "ratings of listed items"], spec=".3f")
 topk_table["configs tried"] = [
     f"{CONFIGS[m]} (for RMSE)" if m in FACTOR_MODELS else CONFIGS.get(m, 0)
@@ -1359,7 +1353,7 @@ for name in ndcg.index:
 
 
 def ndcg_gain(a: str, b: str) -> evaluation.Interval:
-    return corrected(topk_cmp.difference(a, b, "ndcg"))
+    return topk_cmp.difference(a, b, "ndcg")
 
 
 what = f"NDCG@{TOP_K} over {topk_cmp.unit}"

@@ -1125,7 +1125,7 @@ else:
         cold_auc,
         n_boot=N_BOOT,
         seed=SEED,
-        unit="resamplings of the cold items",
+        unit="cold items",
     )
     print(f"intervals: {cold_comparison.interval(ID, 'AUC cold').describe()}")
     display(cold_comparison.summary(spec=".3f"))

@@ -247,7 +247,8 @@ def test_bootstrap_over_groups_is_paired_and_recovers_a_known_difference():
     diff = cmp.difference("b", "a", "mse")
     assert diff.mean == pytest.approx(mse(np.arange(items.size))["b"]["mse"] - 0.25, abs=0.3)
     assert diff.contains(2.0) and diff.lo > 1.5  # E[b] - E[a] = 2.25 - 0.25
-    assert diff.unit == "cold items (bootstrap of 60)" and diff.n == 300
+    assert diff.unit == "cold items (300 bootstrap draws)" and diff.n == 60
+    assert diff.describe() == "95 % interval over 60 cold items (300 bootstrap draws)"
     assert cmp.interval("a", "mse").lo < mse(np.arange(items.size))["a"]["mse"]
     with pytest.raises(ValueError, match="one group per row"):
         evaluation.bootstrap_groups(np.array([]), mse)

@@ -84,7 +84,7 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     "02_sigmoid_mlp": [
         ("click AUC MLP", "auc_mlp"),
         ("listing", "auc_listing"),
-        ("oracle", "auc_oracle"),
+        ("reference", "auc_reference"),
         ("NDCG@10 click MLP", "ndcg10_click_mlp"),
         ("dot", "ndcg10_dot"),
         ("NCF MLP", "ndcg10_ncf_mlp"),
