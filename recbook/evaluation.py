@@ -141,7 +141,9 @@ class Comparison:
     def interval(self, model: str, metric: str, confidence: float = 0.95) -> Interval:
         values = self.values(model, metric)
         if self.method == "bootstrap":
-            return _percentile(values, self.point[model][metric], confidence, self.unit, self.groups)
+            return _percentile(
+                values, self.point[model][metric], confidence, self.unit, self.groups
+            )
         return interval(values, confidence, self.unit, self.overlap)
 
     def difference(self, a: str, b: str, metric: str, confidence: float = 0.95) -> Interval:
