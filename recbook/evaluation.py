@@ -19,6 +19,10 @@ both sides -- and is "inconclusive" when the interval holds the threshold.
 Student-t intervals are wide for three replicates on purpose. Development (choosing settings)
 uses a development world or a validation split; :func:`compare` refuses the development seed,
 so evaluation never runs on what was tuned on.
+
+The module is long on purpose: the interval, the comparison, the replicate rule and the
+verdict are one vocabulary (:func:`replicates` sets an interval's unit and overlap correction,
+:func:`verdict` prints them); split apart, a reader would cross modules to read one table.
 """
 
 from __future__ import annotations
