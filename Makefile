@@ -15,7 +15,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile $(PIP_ARGS) -c constraints.txt -e ".[dev]"
+	@echo "recbook: installing the pinned packages (about 1.3 GB to download on a first install; see README 'Before the workshop')"
+	$(PY) -m pip install --progress-bar on --no-compile $(PIP_ARGS) -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (recbook)" >/dev/null
 	@touch $(STAMP)
 

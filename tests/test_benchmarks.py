@@ -144,3 +144,34 @@ def test_mf_peer_failure_is_reported_not_fatal(bench_mf, capsys):
     found = bench_mf.run(train, test, 60, 800, "SYNTHETIC", models)
     assert "broken" not in found and "global mean" in found
     assert "broken: failed (RuntimeError: no); left out" in capsys.readouterr().out
+
+
+def test_install_check_picks_the_wheel_pip_would_and_names_what_is_missing():
+    from benchmarks import install
+
+    linux, mac, windows = (
+        next(t for t in install.TARGETS if t.platform.startswith(p) and t.python == "3.11")
+        for p in ("Linux", "macOS", "Windows")
+    )
+    files = [
+        {"filename": "x-1.0-cp311-cp311-macosx_11_0_arm64.whl", "size": 3},
+        {"filename": "x-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "size": 5},
+        {"filename": "x-1.0.tar.gz", "size": 1},
+    ]
+    assert install.best_wheel(files, linux)["size"] == 5
+    assert install.best_wheel(files, mac)["size"] == 3
+    assert install.best_wheel(files, windows) is None  # an sdist is not a wheel
+    pure = [{"filename": "y-2.0-py3-none-any.whl", "size": 7}]
+    rows = install.check({"x": "1.0", "y": "2.0"}, {"x": files, "y": pure})
+    by = {(r["platform"], r["python"]): r for r in rows}
+    assert by[(windows.platform, "3.11")]["without_wheel"] == "x==1.0"
+    assert by[(linux.platform, "3.11")]["without_wheel"] == "none"
+    assert by[(linux.platform, "3.11")]["download_mb"] == 0  # 12 bytes round to 0 MB
+
+
+def test_install_reads_exact_pins_only(tmp_path):
+    from benchmarks import install
+
+    path = tmp_path / "constraints.txt"
+    path.write_text("# c\ntorch==2.13.0+cpu\nnumpy==2.4.6 ; python_version >= '3.11'\nfoo>=1\n")
+    assert install.pins(path) == {"torch": "2.13.0", "numpy": "2.4.6"}

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "models_torch",
         "models_tf",
         "sequences",
+        "next_item",
         "serving",
         "text",
         "privacy",

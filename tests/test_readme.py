@@ -12,12 +12,13 @@ from recbook.book import readme, results
 README_TEXT = readme.README.read_text()
 
 
-def test_readme_generated_sections_match_the_recorded_runs():
-    stale = readme.stale(README_TEXT)
+@pytest.mark.parametrize("document", readme.DOCUMENTS, ids=lambda p: p.name)
+def test_generated_sections_match_the_recorded_runs(document: Path):
+    stale = readme.stale(document.read_text())
     assert not stale, (
-        f"README sections {stale} differ from benchmarks/results/: run "
-        "`python -m recbook.book.readme` "
-        "(after recording the new runs) and commit README.md with the results"
+        f"{document.name} sections {stale} differ from benchmarks/results/ (or the notebooks' "
+        "text): run `python -m recbook.book.readme` (after recording the new runs) and commit "
+        "the documents with the results"
     )
 
 
@@ -26,7 +27,7 @@ def test_readme_generated_sections_match_the_recorded_runs():
     reason="README has no generated sections yet (markers <!-- table:NAME --> not added)",
 )
 def test_readme_shows_every_recorded_result():
-    names = set(readme.sections(README_TEXT))
+    names = {name for doc in readme.DOCUMENTS for name in readme.sections(doc.read_text())}
     recorded = {p.stem for p in readme.RESULTS.glob("*.json") if p.stem != "notebooks-gpu"}
     assert recorded <= names, f"recorded but not in README: {sorted(recorded - names)}"
 
@@ -103,7 +104,7 @@ def test_render_and_update_a_readme(tmp_path, monkeypatch):
     assert new.startswith("# x\n<!-- table:notebooks -->\n| notebook |") and "middle\n" in new
     assert "| [00_setup_and_data](notebooks/00_setup_and_data.ipynb) |" in new
     assert "rmse_floor 0.7251, n_users 3000" in new and "device cpu" not in new
-    assert "| 20 **failed** |" in new and "| **all 2** | | | **33** |" in new
+    assert "| 20 **failed** |" in new and "| **all 2** |  |  |  | **33** |  |" in new
     assert "| model | library | ndcg@10 | fit s (wall) |" in new
     assert "| EASE | recbook | 0.292 (0.283–0.300) | 0.49 |" in new
     assert "| BPR (cornac) | peer | 0.250 | 3.00 |" in new
@@ -181,3 +182,15 @@ def test_gpu_column_says_why_a_notebook_has_no_gpu_time(tmp_path, monkeypatch):
         in rows["[03_matrix_factorization](notebooks/03_matrix_factorization.ipynb)"]
     )
     assert "**19** (1 ran)" in text and "of commit 0123456 (all)" in text
+
+
+def test_recorded_commands_name_no_folder_of_the_writing_machine(tmp_path):
+    doc = results.read(
+        results.write(
+            tmp_path / "r.json",
+            "x",
+            bench_rows(),
+            argv=["bench.py", "--out", "/tmp/abc/r.json", f"--log={readme.ROOT}/runs/log.txt"],
+        )
+    )
+    assert doc["command"] == "python bench.py --out .../r.json --log=runs/log.txt"

@@ -1,6 +1,6 @@
 """The README's tables of measured figures, generated from recorded runs -- never typed in.
 
-README.md holds marked sections::
+README.md and docs/benchmarks.md (:data:`DOCUMENTS`) hold marked sections::
 
     <!-- table:notebooks -->
     ...generated...
@@ -12,7 +12,7 @@ README.md holds marked sections::
 ``python -m recbook.book.readme`` rewrites the sections in place, ``--check`` only reports stale
 ones (exit 1), and ``--notebooks-from runs/<stamp>/summary.json`` first records a new runner
 summary.
-``tests/test_readme.py`` fails when README.md differs from what this module renders.
+``tests/test_readme.py`` fails when a document differs from what this module renders.
 """
 
 from __future__ import annotations
@@ -29,8 +29,58 @@ from recbook.book.runner import first_line
 
 ROOT = Path(__file__).resolve().parents[2]  # recbook/book/readme.py -> the checkout
 README = ROOT / "README.md"
+#: Every document with generated sections: the learners' README and the maintainers' figures.
+DOCUMENTS = (README, ROOT / "docs" / "benchmarks.md")
 RESULTS = ROOT / "benchmarks" / "results"
 NOTEBOOKS = "notebooks"
+NOTEBOOKS_GPU = "notebooks-gpu"  # the same table with the GPU run's column (maintainers' page)
+#: Sections rendered from the notebooks' recorded run (and the notebooks' own text).
+ROUTES = "routes"
+INSTALL = "install"
+#: Reading speed for a class: technical prose with code to look at (words per minute).
+READING_WPM = 120
+
+#: Three ways through the book for a class, as (name, what it covers, notebooks).
+COURSE_ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "half day",
+        "data and honest metrics, embeddings, matrix factorisation, differential privacy",
+        (
+            "00_setup_and_data",
+            "01_dot_product_embeddings",
+            "03_matrix_factorization",
+            "05_differential_privacy",
+        ),
+    ),
+    (
+        "one day",
+        "the half day, plus the click MLP, federated learning and sequences",
+        (
+            "00_setup_and_data",
+            "01_dot_product_embeddings",
+            "02_sigmoid_mlp",
+            "03_matrix_factorization",
+            "05_differential_privacy",
+            "06_federated_averaging",
+            "07_sequences_and_realtime",
+        ),
+    ),
+    (
+        "two days",
+        "every notebook, with time for the exercises",
+        (
+            "00_setup_and_data",
+            "01_dot_product_embeddings",
+            "02_sigmoid_mlp",
+            "03_matrix_factorization",
+            "04_bert_finetuning",
+            "05_differential_privacy",
+            "06_federated_averaging",
+            "07_sequences_and_realtime",
+            "08_explore_exploit",
+        ),
+    ),
+)
 
 _BLOCK = re.compile(
     r"(?P<open><!-- table:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
@@ -198,33 +248,37 @@ def _gpu_cell(row: dict[str, Any] | None) -> str:
     return f"{row.get('status', 'failed')}: {reason}" if reason else str(row.get("status"))
 
 
-def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
-    """The notebook table from a runner summary (and optionally a GPU run's summary)."""
+def render_notebooks(
+    summary: dict[str, Any], gpu: dict[str, Any] | None = None, gpu_column: bool = True
+) -> str:
+    """The notebook table from a runner summary (and optionally a GPU run's summary); the
+    learners' README leaves the GPU column out (``gpu_column=False``), the maintainers' page
+    keeps it."""
     rows = summary.get("notebooks")
     if not isinstance(rows, list) or not rows:
         raise ReadmeError("the notebook summary has no 'notebooks' list (not a runner summary?)")
     gpu_s = {r["notebook"]: r for r in (gpu or {}).get("notebooks", [])}
-    lines = [
-        "| notebook | reproduces (article, section) | framework | CPU s | GPU s | "
-        "headline (recorded by the run) |",
-        "|---|---|---|---|---|---|",
-    ]
+    head = ["notebook", "reproduces (article, section)", "framework", "read min", "CPU s"]
+    head += ["GPU s"] if gpu_column else []
+    lines = ["| " + " | ".join([*head, "headline (recorded by the run)"]) + " |"]
+    lines.append("|" + "---|" * (len(head) + 1))
     total = 0.0
     for r in rows:
         name = r["notebook"]
         what, framework = NOTEBOOK_INFO.get(name, ("", ""))
         status = "" if r.get("status") == "ok" else f" **{r.get('status')}**"
-        gpu_cell = _gpu_cell(gpu_s.get(name))
         total += float(r["wall_s"])
-        lines.append(
-            f"| [{name}](notebooks/{name}.ipynb) | {what} | {framework} | "
-            f"{float(r['wall_s']):.0f}{status} | {gpu_cell} | {_headline(name, r['records'])} |"
-        )
+        cells = [f"[{name}](notebooks/{name}.ipynb)", what, framework, str(reading_minutes(name))]
+        cells.append(f"{float(r['wall_s']):.0f}{status}")
+        cells += [_gpu_cell(gpu_s.get(name))] if gpu_column else []
+        lines.append("| " + " | ".join([*cells, _headline(name, r["records"])]) + " |")
     gpu_ok = [g for g in gpu_s.values() if g.get("status") == "ok"]
     gpu_total = (
         f"**{sum(float(g['wall_s']) for g in gpu_ok):.0f}** ({len(gpu_ok)} ran)" if gpu_ok else ""
     )
-    lines.append(f"| **all {len(rows)}** | | | **{total:.0f}** | {gpu_total} | |")
+    last = [f"**all {len(rows)}**", "", "", "", f"**{total:.0f}**"]
+    last += [gpu_total] if gpu_column else []
+    lines.append("| " + " | ".join([*last, ""]) + " |")
     params = summary.get("parameters") or {}
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
     lines.append("")
@@ -232,7 +286,7 @@ def render_notebooks(summary: dict[str, Any], gpu: dict[str, Any] | None = None)
         f"Recorded by `python -m recbook run` ({shown}), finished {summary.get('finished', '?')}, "
         f"on {_machine(summary.get('machine'))}."
     )
-    if gpu:
+    if gpu and gpu_column:
         commits = gpu.get("commits") or ({gpu["commit"]: "all"} if gpu.get("commit") else {})
         where = ", ".join(f"{c[:7]} ({which})" for c, which in commits.items())
         commit = f" of commit{'s' if len(commits) > 1 else ''} {where}" if commits else ""
@@ -290,18 +344,71 @@ def render_benchmark(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def reading_minutes(notebook: str, root: Path = ROOT) -> int:
+    """Minutes a class needs to read a notebook's prose (its markdown cells at READING_WPM)."""
+    path = root / "notebooks" / f"{notebook}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    words = sum(len("".join(c["source"]).split()) for c in cells if c["cell_type"] == "markdown")
+    return max(1, round(words / READING_WPM))
+
+
+def render_routes(summary: dict[str, Any], root: Path = ROOT) -> str:
+    """The course routes: which notebooks, and minutes of reading and of running for each."""
+    wall = {r["notebook"]: float(r["wall_s"]) for r in summary["notebooks"]}
+    lines = [
+        "| route | covers | notebooks | reading min | running min (CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, covers, notebooks in COURSE_ROUTES:
+        missing = [nb for nb in notebooks if nb not in wall]
+        if missing:
+            raise ReadmeError(f"route {name!r} names notebooks the recorded run lacks: {missing}")
+        reading = sum(reading_minutes(nb, root) for nb in notebooks)
+        running = sum(wall[nb] for nb in notebooks) / 60
+        numbers = ", ".join(nb[:2] for nb in notebooks)
+        lines.append(f"| {name} | {covers} | {numbers} | {reading} | {running:.0f} |")
+    lines.append("")
+    lines.append(
+        f"Reading time counts each notebook's prose at {READING_WPM} words a minute; running "
+        "time is the recorded CPU run below. Exercises and discussion come on top: plan about "
+        "as long again."
+    )
+    return "\n".join(lines)
+
+
+def render_install(doc: dict[str, Any]) -> str:
+    """Wheels and download size per claimed (platform, Python), from benchmarks/install.py."""
+    lines = [
+        "| platform | Python | pinned packages | without a wheel | download MB "
+        "| of which torch MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        lines.append(
+            f"| {r['platform']} | {r['python']} | {r['packages']} | {r['without_wheel']} | "
+            f"{r['download_mb']} | {r['of_which_torch_mb']} |"
+        )
+    lines.append("")
+    lines.append(f"Asked of PyPI by `{doc['command']}` on {doc['date']}.")
+    return "\n".join(lines)
+
+
 def render(name: str, results_dir: Path = RESULTS) -> str:
     """The body of the section ``name`` from its recorded file."""
-    if name == NOTEBOOKS:
+    if name == INSTALL:
+        return render_install(json.loads((results_dir / "install.json").read_text()))
+    if name in (NOTEBOOKS, NOTEBOOKS_GPU, ROUTES):
         path = results_dir / "notebooks.json"
         if not path.exists():
             raise ReadmeError(
                 f"{path} is missing: run `python -m recbook run`, then "
                 "`python -m recbook.book.readme --notebooks-from runs/<stamp>/summary.json`"
             )
+        if name == ROUTES:
+            return render_routes(json.loads(path.read_text()))
         gpu_path = results_dir / "notebooks-gpu.json"
         gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
-        return render_notebooks(json.loads(path.read_text()), gpu)
+        return render_notebooks(json.loads(path.read_text()), gpu, gpu_column=name != NOTEBOOKS)
     path = results_dir / f"{name}.json"
     if not path.exists():
         raise ReadmeError(f"README section {name!r} needs {path}; run the benchmark with --out")
@@ -367,27 +474,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Regenerate the README's marked tables from the recorded runs.",
     )
     parser.add_argument("--check", action="store_true", help="report stale sections; exit 1")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--readme", type=Path, help="one document (default: all of DOCUMENTS)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--notebooks-from", type=Path, help="a runner summary.json to record")
     parser.add_argument("--gpu", action="store_true", help="--notebooks-from is a GPU run")
     args = parser.parse_args(argv)
+    documents = [args.readme] if args.readme else list(DOCUMENTS)
     try:
         if args.notebooks_from:
             path = record_notebook_summary(args.notebooks_from, args.results, gpu=args.gpu)
             print(f"recorded {path}")
-        text = args.readme.read_text()
+        old = []
+        for document in documents:
+            text = document.read_text()
+            if args.check:
+                old += [f"{document.name}: {name}" for name in stale(text, args.results)]
+                continue
+            new = update(text, args.results)
+            if new != text:
+                document.write_text(new)
+            print(f"{document.name} sections written: {', '.join(sections(new)) or '(none)'}")
+        if old:
+            print(f"stale sections: {', '.join(old)}; run python -m recbook.book.readme")
+            return 1
         if args.check:
-            old = stale(text, args.results)
-            if old:
-                print(f"stale README sections: {', '.join(old)}; run python -m recbook.book.readme")
-                return 1
-            print(f"README sections up to date: {', '.join(sections(text)) or '(none)'}")
-            return 0
-        new = update(text, args.results)
-        if new != text:
-            args.readme.write_text(new)
-        print(f"README sections written: {', '.join(sections(new)) or '(none)'}")
+            print("generated sections up to date")
     except ReadmeError as exc:
         print(f"recbook readme: error: {exc}", file=sys.stderr)
         return 2

@@ -96,7 +96,7 @@ def write(
         "benchmark": benchmark,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
-        "command": " ".join(shlex.quote(a) for a in ["python", *argv]),
+        "command": " ".join(shlex.quote(_portable(a)) for a in ["python", *argv]),
         "notes": notes,
         "rows": rows,
     }
@@ -104,6 +104,20 @@ def write(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(doc, indent=1, default=_plain) + "\n")
     return target
+
+
+def _portable(arg: str) -> str:
+    """A command-line argument without the writing machine's folders: a path inside the
+    checkout relative to it, any other absolute path as ``.../name``."""
+    value = arg.split("=", 1)[-1] if arg.startswith("--") else arg
+    if not os.path.isabs(value):
+        return arg
+    root = Path(__file__).resolve().parents[2]
+    try:
+        short = Path(value).resolve().relative_to(root).as_posix()
+    except ValueError:
+        short = f".../{Path(value).name}"
+    return arg[: len(arg) - len(value)] + short
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
