@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test check lint format nb setup clean
+.PHONY: lab test check lint format nb setup clean doctor
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --progress-bar on --no-compile $(PIP_ARGS) -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (recbook)" >/dev/null
 	@touch $(STAMP)
+
+# is this machine ready for the workshop? one verdict line (send it to attendees the week before)
+doctor: setup
+	$(PY) -m recbook doctor
 
 lab: setup
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/

@@ -1,4 +1,5 @@
-"""Command line: ``python -m recbook run [NOTEBOOK ...] [-p NAME=VALUE ...] [--out DIR]``.
+"""Command line: ``python -m recbook run [NOTEBOOK ...] [-p NAME=VALUE ...] [--out DIR]``, and
+``python -m recbook doctor`` (is this machine ready for the workshop?).
 
 Runs the notebooks headless (see :mod:`recbook.book.runner`), prints one row per notebook and exits
 with 1 when any notebook failed, 2 on bad input.
@@ -18,6 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="recbook", description="Run the recbook notebooks headless and collect results."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "doctor",
+        help="is this machine ready for the workshop? (about a minute; one verdict line)",
+        description="Check Python, disk, memory, every library, the bundled text model and a "
+        "small run through the book; print READY or what to fix (exit 1).",
+    )
     run = commands.add_parser(
         "run",
         help="execute notebooks in a fresh kernel",
@@ -60,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from recbook.book import doctor
+
+        return doctor.main()
     if args.command != "run":
         parser.print_help()
         return 2
@@ -75,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
         )
     except runner.RunnerError as exc:
-        print(f"recbook run: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the cause's text held
+        print(f"recbook run: error: {message}", file=sys.stderr)
         return 2
     table = runner.summary_table(results)
     with pd.option_context("display.max_colwidth", 120, "display.width", 200):
@@ -84,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if r.status != "ok"]
     if args.store:  # each notebook that finished is stored; a failed one keeps its old outputs
         for r in results:
-            print(f"stored {runner.store(r)}" if r.status == "ok" else f"not stored: {r.path}")
+            try:
+                print(f"stored {runner.store(r)}" if r.status == "ok" else f"not stored: {r.path}")
+            except runner.RunnerError as exc:
+                print(f"recbook run: error: {' '.join(str(exc).split())}", file=sys.stderr)
+                return 2
     for r in failed:
         print(f"\n{r.notebook} failed ({r.output}):\n{r.error}", file=sys.stderr)
     if failed:

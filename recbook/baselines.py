@@ -37,10 +37,24 @@ def popularity_scores(train: pd.DataFrame, n_users: int, n_items: int) -> np.nda
     return np.broadcast_to(counts, (n_users, n_items)).copy()
 
 
-def ease_weights(x: sp.spmatrix, l2: float = 200.0) -> np.ndarray:
+def ease_weights(
+    x: sp.spmatrix, l2: float = 200.0, *, max_bytes: float | None = None
+) -> np.ndarray:
     """EASE's item-item matrix B: argmin ||X - XB||² + l2·||B||² with diag(B) = 0, in closed form
-    (B = I - P·diag(1/diag(P)), P = (XᵀX + l2·I)⁻¹)."""
+    (B = I - P·diag(1/diag(P)), P = (XᵀX + l2·I)⁻¹). Memory: about four dense items x items
+    float64 matrices (Gram, inverse, B and a temporary), checked before any is built."""
     l2 = checks.number(l2, "l2", positive=True)
+    if not sp.issparse(x) or x.ndim != 2:
+        raise TypeError(f"x must be a sparse (users x items) matrix, got {type(x).__name__}")
+    if x.nnz == 0:
+        raise ValueError("x holds no interactions: EASE learns nothing from an empty train")
+    n_items = x.shape[1]
+    checks.memory(
+        4 * 8 * n_items**2,
+        max_bytes,
+        f"EASE on {n_items:,} items",
+        "keep the most frequent items only (EASE's cost is items squared)",
+    )
     gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += l2
     p = np.linalg.inv(gram)
@@ -49,13 +63,31 @@ def ease_weights(x: sp.spmatrix, l2: float = 200.0) -> np.ndarray:
     return b
 
 
-def ease_scores(train: pd.DataFrame, n_users: int, n_items: int, l2: float = 200.0) -> np.ndarray:
+def ease_scores(
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    l2: float = 200.0,
+    *,
+    max_bytes: float | None = None,
+) -> np.ndarray:
     """Dense (users x items) EASE scores X·B from the binary interactions in ``train``.
 
     ``l2`` should be chosen on a validation split (:func:`recbook.evaluation.tune`); values of a
-    few hundred suit catalogues of a few thousand items (Steck 2019 used 200–1000)."""
+    few hundred suit catalogues of a few thousand items (Steck 2019 used 200–1000). Memory (the
+    dense scores plus the items x items matrices) is checked against ``max_bytes`` (default
+    ``checks.MEMORY_LIMIT``) before anything is built."""
+    checks.non_empty(checks.frame(train, (), "train"), "train")
+    n_users = checks.integer(n_users, "n_users", minimum=1)
+    n_items = checks.integer(n_items, "n_items", minimum=1)
+    checks.memory(
+        8 * n_users * n_items + 4 * 8 * n_items**2,
+        max_bytes,
+        f"EASE scores for {n_users:,} users x {n_items:,} items",
+        "score users in batches with ease_weights, or keep the most frequent items only",
+    )
     x = interaction_matrix(train, n_users, n_items)
-    return np.asarray(x @ ease_weights(x, l2))
+    return np.asarray(x @ ease_weights(x, l2, max_bytes=max_bytes))
 
 
 #: EASE penalties tried on validation: from light (dense, small catalogues) to heavy.

@@ -1,8 +1,12 @@
-"""The one place for input checks: ids, columns, numbers, probabilities and (ε, δ).
+"""The one place for input checks: ids, columns, numbers, probabilities, (ε, δ) and memory.
 
 Every public function in recbook validates its input through these helpers, so a bad value
 gets the same clear message wherever it enters: what was wrong, the value, and what to do.
 Nothing here clips, drops or substitutes a value.
+
+Memory model: a function whose memory grows with users x items estimates its peak up front
+(:func:`memory`) and refuses above :data:`MEMORY_LIMIT` unless the caller raises it with
+``max_bytes=``; the message names the estimate and what to do instead.
 """
 
 from __future__ import annotations
@@ -33,6 +37,78 @@ def non_empty(df: pd.DataFrame, what: str = "DataFrame") -> pd.DataFrame:
     if len(df) == 0:
         raise ValueError(f"{what} is empty: there is nothing to work on")
     return df
+
+
+def complete(df: pd.DataFrame, columns: Iterable[str], what: str = "df") -> pd.DataFrame:
+    """``df`` if ``columns`` hold no missing value (NaN, None, NaT) and no infinity.
+
+    A row without a user or a time is silently regrouped by pandas (dropped by ``groupby``,
+    sorted last by ``sort_values``), so it is refused here with the column and the rows."""
+    for column in columns:
+        values = df[column]
+        bad = values.isna().to_numpy().copy()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            bad |= ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            rows = list(df.index[bad][:5])
+            raise ValueError(
+                f"{what}[{column!r}] has {int(bad.sum())} missing or infinite value(s), at rows "
+                f"{rows}{' ...' if bad.sum() > 5 else ''}; drop or fill those rows first"
+            )
+    return df
+
+
+def exact_integers(values: pd.Series, what: str) -> np.ndarray:
+    """``values`` (numbers, no NaN) as int64, refusing any a cast would change: fractions
+    (truncation would merge two ids), infinities, and magnitudes past 2^53 for floats (no
+    longer exact) or past int64. The message names the index labels of the bad rows."""
+    arr = values.to_numpy()
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{what} must hold numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        limit = 2.0**53
+        bad = ~np.isfinite(arr) | (np.abs(arr) > limit)
+        bad[~bad] = arr[~bad] != np.round(arr[~bad])
+    elif arr.dtype == np.uint64:
+        bad = arr > np.iinfo(np.int64).max
+    else:
+        bad = np.zeros(len(arr), dtype=bool)
+    if bad.any():
+        rows = list(values.index[bad][:5])
+        raise ValueError(
+            f"{what}: {int(bad.sum())} value(s) are not exact whole-number ids, e.g. "
+            f"{arr[bad][:3].tolist()} at {rows}; a cast would truncate or round them and merge "
+            "different ids: fix the source"
+        )
+    return arr.astype(np.int64)
+
+
+def at_least_one(values: Any, what: str, instead: str = "") -> np.ndarray:
+    """``values`` as a 1-D array with at least one element (an empty list asks for nothing)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        hint = f"; {instead}" if instead else ""
+        raise ValueError(f"{what} must be a non-empty 1-D list, got shape {arr.shape}{hint}")
+    return arr
+
+
+def memory(
+    estimate: float, limit: float | None, what: str, advice: str, keyword: str = "max_bytes"
+) -> None:
+    """Refuse work whose estimated peak memory ``estimate`` (bytes) exceeds ``limit`` (bytes;
+    None means :data:`MEMORY_LIMIT`), before any of it is allocated: numpy's MemoryError comes
+    only after the machine has started swapping, and says neither how much nor what to do."""
+    cap = MEMORY_LIMIT if limit is None else number(limit, keyword, positive=True)
+    if estimate > cap:
+        raise ValueError(
+            f"{what} would need about {estimate / 2**30:.1f} GiB, above the limit of "
+            f"{cap / 2**30:.1f} GiB; {advice}, or raise the limit with {keyword}= (bytes)"
+        )
+
+
+#: Default cap of :func:`memory` (bytes); functions that grow with users x items take a
+#: ``max_bytes=`` argument to raise it for one call.
+MEMORY_LIMIT = 4 * 2**30
 
 
 def ids(values: Any, n: int, what: str = "ids") -> np.ndarray:
@@ -77,8 +153,14 @@ def id_columns(
 def finite_array(values: Any, what: str) -> np.ndarray:
     """``values`` as a float array with no NaN or infinity."""
     arr = np.asarray(values, dtype=float)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} contains NaN or infinity; drop or impute those rows first")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        where = [tuple(int(i) for i in p) if arr.ndim != 1 else int(p[0])
+                 for p in np.argwhere(np.atleast_1d(~finite))[:5]]  # fmt: skip
+        raise ValueError(
+            f"{what} contains NaN or infinity ({int((~finite).sum())} value(s), at positions "
+            f"{where}); drop or impute those rows first"
+        )
     return arr
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,12 @@ VERDICTS = ("confirmed", "not confirmed", "inconclusive")
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over ``n`` runs with its two-sided interval ``[lo, hi]`` (infinite when n < 2)."""
+    """A mean over ``n`` runs with its two-sided interval ``[lo, hi]`` (infinite when n < 2).
+
+    Checked when built, since every verdict trusts it: ``mean`` finite, ``lo <= hi``, no NaN
+    anywhere (``lo = -inf``, ``hi = +inf`` is the one-replicate "no interval"), ``n >= 1``.
+    ``mean`` may lie outside ``[lo, hi]`` (a bootstrap percentile interval around the
+    full-sample point estimate can miss it)."""
 
     mean: float
     lo: float
@@ -51,6 +57,22 @@ class Interval:
     n: int
     confidence: float = 0.95
     unit: str = "runs"  # what the n replicates are: "shops", "users", "cold items (bootstrap)"
+
+    def __post_init__(self) -> None:
+        checks.number(self.mean, "Interval.mean")
+        for name in ("lo", "hi"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or np.isnan(value):
+                raise ValueError(f"Interval.{name} must be a number (inf allowed), got {value!r}")
+        if self.lo > self.hi:
+            raise ValueError(
+                f"Interval: lo = {self.lo!r} > hi = {self.hi!r}; build intervals with "
+                "evaluation.interval or a Comparison, which order the bounds"
+            )
+        checks.integer(self.n, "Interval.n", minimum=1)
+        checks.fraction(self.confidence, "Interval.confidence")
+        if not isinstance(self.unit, str):
+            raise TypeError(f"Interval.unit must name the replicates (a str), got {self.unit!r}")
 
     def contains(self, value: float) -> bool:
         return self.lo <= value <= self.hi

@@ -68,6 +68,7 @@ def user_aucs(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> pd.D
     u = np.asarray(users).ravel()
     if not len(y) == len(s) == len(u):
         raise ValueError(f"labels, scores, users differ in length: {len(y)}, {len(s)}, {len(u)}")
+    checks.complete(pd.DataFrame({"users": u}), ("users",), "user_aucs")  # groupby drops NaN
     frame = pd.DataFrame({"u": u, "y": y, "s": s})
     frame["rank"] = frame.groupby("u")["s"].rank(method="average")
     per = frame.groupby("u").agg(n=("y", "size"), pos=("y", "sum"))
@@ -99,8 +100,33 @@ def log_loss(labels, probs, eps: float = 1e-7) -> float:
 # --- ranking -------------------------------------------------------------------------------
 
 
-def _check_ranking(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=float)
+#: Score cells handled at once by the ranking metrics: users are processed in batches of about
+#: this many cells (16 MB as float64), so the peak stays a small multiple of one batch, not of
+#: the whole (users x items) matrix. Batching changes no result: rows are independent and the
+#: tie-break generator is consumed row by row in the same order.
+BATCH_CELLS = 2**21
+
+
+def _batches(n_rows: int, n_cols: int) -> list[slice]:
+    step = max(1, BATCH_CELLS // max(n_cols, 1))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
+def _scores(scores) -> np.ndarray:
+    """``scores`` as an array without a full-size copy when it is floating already (float32
+    stays float32; each batch is widened to float64 on its own)."""
+    s = np.asarray(scores)
+    return s if s.dtype.kind == "f" else np.asarray(s, dtype=float)
+
+
+def _no_nan(s: np.ndarray) -> None:
+    if any(np.isnan(s[b]).any() for b in _batches(len(s), s.shape[1])):
+        raise ValueError("scores contain NaN; use -inf to exclude an item")
+
+
+def _check_ranking(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scores, relevance, rows of users with a relevant item)``, checked, without copies."""
+    s = _scores(scores)
     r = np.asarray(relevance)
     if s.ndim != 2 or s.shape != r.shape:
         raise ValueError(
@@ -110,12 +136,11 @@ def _check_ranking(scores, relevance, k: int) -> tuple[np.ndarray, np.ndarray]:
     if r.dtype != bool:
         r = checks.binary_labels(r, "relevance (binary relevance only)").astype(bool)
     checks.integer(k, "k", minimum=1, maximum=s.shape[1])
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN; use -inf to exclude an item")
-    keep = r.any(axis=1)
-    if not keep.any():
+    _no_nan(s)
+    keep = np.flatnonzero(r.any(axis=1))
+    if len(keep) == 0:
         raise ValueError("no user has a relevant item: the truth is empty")
-    return s[keep], r[keep]
+    return s, r, keep
 
 
 def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -125,16 +150,24 @@ def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     generator before selection, so every tied item is equally likely to be picked and ordered
     first -- a scorer cannot profit from where an item sits in the row. Rows without ties skip the
     shuffle (same result, less work). A 1-D ``scores`` is one row and gives a 1-D result.
+    Rows are processed in batches (:data:`BATCH_CELLS`).
     """
-    s = np.asarray(scores, dtype=float)
+    s = _scores(scores)
     if s.ndim not in (1, 2):
         raise ValueError(f"scores must be 1-D (one user) or 2-D (users x items), got {s.shape}")
     one_row = s.ndim == 1
     s = s[None, :] if one_row else s
     checks.integer(k, "k", minimum=1, maximum=s.shape[1])
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN; use -inf to exclude an item")
+    _no_nan(s)
     rng = np.random.default_rng(checks.seed(seed))
+    best = np.empty((len(s), k), dtype=np.intp)
+    for b in _batches(len(s), s.shape[1]):
+        best[b] = _top_rows(np.asarray(s[b], dtype=float), k, rng)
+    return best[0] if one_row else best
+
+
+def _top_rows(s: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`top_k` of a float64 block of rows, drawing tie-breaks from ``rng`` row by row."""
     best = _sorted_top(s, k)
     top_vals = np.take_along_axis(s, best, axis=1)
     kth = top_vals[:, -1]
@@ -144,7 +177,7 @@ def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         perm = rng.permuted(np.broadcast_to(np.arange(s.shape[1]), rows.shape), axis=1)
         picked = _sorted_top(np.take_along_axis(rows, perm, axis=1), k)
         best[tied] = np.take_along_axis(perm, picked, axis=1)
-    return best[0] if one_row else best
+    return best
 
 
 def _sorted_top(s: np.ndarray, k: int) -> np.ndarray:
@@ -155,10 +188,20 @@ def _sorted_top(s: np.ndarray, k: int) -> np.ndarray:
 
 
 def _hits(scores, relevance, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    s, r = _check_ranking(scores, relevance, k)
-    top = top_k(s, k, seed)
-    hits = np.take_along_axis(r, top, axis=1) & np.isfinite(np.take_along_axis(s, top, axis=1))
-    return hits, r.sum(axis=1)
+    """Hits in the top k and relevant counts of each user with a relevant item, in batches."""
+    s, r, keep = _check_ranking(scores, relevance, k)
+    rng = np.random.default_rng(checks.seed(seed))
+    hits = np.empty((len(keep), k), dtype=bool)
+    n_rel = np.empty(len(keep), dtype=np.int64)
+    for b in _batches(len(keep), s.shape[1]):
+        rows = keep[b]
+        sb, rb = np.asarray(s[rows], dtype=float), r[rows]
+        top = _top_rows(sb, k, rng)
+        hits[b] = np.take_along_axis(rb, top, axis=1) & np.isfinite(
+            np.take_along_axis(sb, top, axis=1)
+        )
+        n_rel[b] = rb.sum(axis=1)
+    return hits, n_rel
 
 
 def _per_user(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -215,6 +258,7 @@ def per_user_metrics(scores, relevance, k: int = 10, seed: int = 0) -> pd.DataFr
 
 def ranking_report(scores, relevance, ks: tuple[int, ...] = (10,), seed: int = 0) -> pd.DataFrame:
     """All ranking metrics at each k, as one table (rows: k); one tie-break for all of them."""
+    ks = tuple(checks.at_least_one(ks, "ranking_report: ks", "for example ks=(10,)").tolist())
     rows = {k: per_user_metrics(scores, relevance, k, seed).mean().to_dict() for k in ks}
     return pd.DataFrame(rows).T.rename_axis("k")
 

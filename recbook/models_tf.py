@@ -140,6 +140,7 @@ def make_dataset(
     lengths = {k: len(v) for k, v in arrays.items()}
     if labels is not None:
         labels = np.asarray(labels, dtype="float32")
+        checks.finite_array(labels, "labels")  # a NaN label trains every weight to NaN
         lengths["labels"] = len(labels)
     if len(set(lengths.values())) != 1:
         raise ValueError(f"inputs have different lengths: {lengths}; they must match row by row")

@@ -105,7 +105,11 @@ class ItemIndex:
         return self.vectors.shape[0]
 
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, ids)``, each ``(n_queries, k)``, best first."""
+        """``(scores, ids)``, each ``(n_queries, k)``, best first; every id is a real item.
+
+        An IVF index searches only ``nprobe`` of its cells; when they hold fewer than ``k``
+        items faiss pads with id -1 (which numpy would read as the last item), so that is
+        refused with the numbers needed to raise ``nprobe`` (or lower ``k``)."""
         q = _matrix(np.atleast_2d(queries), "queries", self.vectors.shape[1])
         k = checks.integer(k, "k", 1, self.n_items)
         if self.kind == "exact":
@@ -116,6 +120,19 @@ class ItemIndex:
             return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
         q_aug = np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), np.float32)]))
         dist, ids = self.index.search(q_aug, k)
+        unfilled = (ids < 0).any(axis=1)
+        if unfilled.any():
+            fewest = int((ids >= 0).sum(axis=1).min())
+            knob = (
+                f"nprobe={self.nprobe} of nlist={self.index.nlist} cells; raise nprobe with "
+                "set_search(nprobe=...)"
+                if self.kind == "ivf"
+                else f"ef_search={self.ef_search}; raise it with set_search(ef_search=...)"
+            )
+            raise ValueError(
+                f"{self.kind} search found fewer than k={k} items for {int(unfilled.sum())} of "
+                f"{len(q)} queries (as few as {fewest}) with {knob}, or lower k"
+            )
         # |q - x'|^2 = |q|^2 + M^2 - 2 q.x  ->  the inner product back
         scores = (np.einsum("ij,ij->i", q, q)[:, None] + self._max_sq - dist) / 2
         return scores.astype(np.float32), ids
@@ -222,5 +239,5 @@ def recommend(
     if index.n_items != model.n_items:
         raise ValueError(f"index holds {index.n_items} items, the model {model.n_items}")
     scores, ids = index.search(query, min(model.n_items, k + len(excluded)))
-    keep = ~np.isin(ids[0], excluded) & (ids[0] >= 0)
+    keep = ~np.isin(ids[0], excluded)  # search returns real ids only
     return ids[0][keep][:k], scores[0][keep][:k]

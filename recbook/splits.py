@@ -44,7 +44,7 @@ def per_user_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's rows split in the ratio ``test_size``, so every test user is known in
     training. A user with n rows puts ``floor(n * test_size)`` of them in test (none if n = 1)."""
-    _rows(df, (USER,))
+    checks.complete(_rows(df, (USER,)), (USER,))
     checks.fraction(test_size, "test_size")
     rng = np.random.default_rng(checks.seed(seed))
     shuffled = df.iloc[rng.permutation(len(df))]
@@ -60,7 +60,7 @@ def per_user_split(
 def leave_last_out(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each user's latest row goes to test (ties broken by row order); users with a single row
     stay entirely in train."""
-    _rows(df, (USER, TIMESTAMP))
+    checks.complete(_rows(df, (USER, TIMESTAMP)), (USER, TIMESTAMP))
     ordered = df.reset_index(drop=True).sort_values([USER, TIMESTAMP], kind="stable")
     last = ~ordered.duplicated(USER, keep="last").to_numpy()
     many = ordered.groupby(USER)[USER].transform("size").to_numpy() > 1
@@ -111,7 +111,7 @@ def cold_start_items(
     Cold items are ``items`` if given (e.g. the shop's late releases), otherwise a random
     ``item_fraction`` of the items present. Returns ``(train, test, cold_item_ids)``.
     """
-    _rows(df, (ITEM,))
+    checks.complete(_rows(df, (ITEM,)), (ITEM,))
     present = np.unique(df[ITEM].to_numpy())
     if items is None:
         checks.fraction(item_fraction, "item_fraction")
@@ -120,7 +120,9 @@ def cold_start_items(
             np.random.default_rng(checks.seed(seed)).choice(present, size=n_cold, replace=False)
         )
     else:
-        cold = np.unique(np.asarray(items))
+        cold = np.unique(
+            checks.at_least_one(items, "items", "pass items=None to draw item_fraction of them")
+        )
         unknown = np.setdiff1d(cold, present)
         if len(unknown):
             raise ValueError(
@@ -223,17 +225,27 @@ def sample_eval_candidates(
     n_items: int,
     n_neg: int = 99,
     seed: int = 0,
+    *,
+    max_bytes: float | None = None,
 ) -> np.ndarray:
     """The sampled-ranking protocol (NCF, Rendle et al. 2020): for each test row, its positive
     item in column 0 followed by ``n_neg`` distinct items the user has not seen (``seen`` should
     hold train and test pairs). Returns an int array (len(test), 1 + n_neg); relevance is
-    column 0."""
+    column 0. Memory grows with test rows x items (about 14 bytes each: random keys, the seen
+    mask, the partition), checked against ``max_bytes`` (default ``checks.MEMORY_LIMIT``)
+    before anything is allocated."""
     n_items = checks.integer(n_items, "n_items", minimum=2)
     n_neg = checks.integer(n_neg, "n_neg", minimum=1, maximum=n_items - 1)
     checks.seed(seed)
     users, test_items = _pair_ids(test, n_items, "test")
     seen_users, seen_items = _pair_ids(seen, n_items, "seen")
     uniq, row_of = np.unique(users, return_inverse=True)
+    checks.memory(
+        (len(test) * 14 + len(uniq)) * n_items,
+        max_bytes,
+        f"sample_eval_candidates on {len(test):,} test rows x {n_items:,} items",
+        "evaluate a sample of the test rows, or call it on batches of test rows",
+    )
     seen_mask = np.zeros((len(uniq), n_items), dtype=bool)
     pos = np.searchsorted(uniq, seen_users)
     ok = (pos < len(uniq)) & (uniq[pos.clip(max=len(uniq) - 1)] == seen_users)

@@ -181,3 +181,34 @@ def test_column_constants_are_the_shop_names():
     names = (columns.USER, columns.ITEM, columns.RATING, columns.TIMESTAMP, columns.EVENT)
     assert names == ("user_id", "item_id", "rating", "timestamp", "event")
     assert (columns.LABEL, columns.PREDICTION) == ("label", "prediction")
+
+
+def test_complete_names_the_column_and_rows():
+    df = pd.DataFrame(
+        {"user_id": [1.0, np.nan, 2.0, np.inf], "t": [1, 2, 3, 4]}, index=[5, 6, 7, 8]
+    )
+    with pytest.raises(ValueError, match=r"df\['user_id'\] has 2 missing .* rows \[6, 8\]"):
+        checks.complete(df, ["t", "user_id"])
+    assert checks.complete(df, ["t"]) is df
+    when = pd.DataFrame({"t": pd.to_datetime(["2020-01-01", None])})
+    with pytest.raises(ValueError, match=r"'t'\] has 1 missing"):
+        checks.complete(when, ["t"])
+
+
+def test_memory_refuses_above_the_limit_and_names_the_estimate():
+    checks.memory(10, None, "x", "batch")
+    with pytest.raises(
+        ValueError, match=r"x would need about 8.0 GiB.*batch, or raise .*max_bytes="
+    ):
+        checks.memory(8 * 2**30, None, "x", "batch")
+    checks.memory(8 * 2**30, 9 * 2**30, "x", "batch")
+    with pytest.raises(ValueError, match="max_bytes must be > 0"):
+        checks.memory(1, -1, "x", "batch")
+
+
+def test_exact_integers_and_at_least_one():
+    assert checks.exact_integers(pd.Series([1.0, 2.0]), "id").tolist() == [1, 2]
+    with pytest.raises(ValueError, match=r"id: 1 value\(s\) .* \[12345.5\] at \[1\]"):
+        checks.exact_integers(pd.Series([1.0, 12345.5]), "id")
+    with pytest.raises(ValueError, match="ks must be a non-empty 1-D list.*for example"):
+        checks.at_least_one((), "ks", "for example (10,)")

@@ -21,6 +21,7 @@ from recbook.datasets import (
     ChecksumError,
     DataUnavailableError,
     UnverifiedDataWarning,
+    movielens,
     online_retail,
     registry,
 )
@@ -637,3 +638,34 @@ def test_calamine_and_openpyxl_read_the_same_workbook():
     by_openpyxl = online_retail._read_retail_workbook(raw, "fixture", "openpyxl")
     by_calamine = online_retail._read_retail_workbook(raw, "fixture", "calamine")
     pd.testing.assert_frame_equal(by_openpyxl, by_calamine)
+
+
+def test_retail_fractional_customer_id_is_refused_not_truncated(tmp_path):
+    wb = openpyxl.load_workbook(RETAIL_XLSX)
+    ws = wb.active
+    column = [c.value for c in ws[1]].index("CustomerID") + 1
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, column).value is not None)
+    ws.cell(row, column).value = float(ws.cell(row, column).value) + 0.5
+    path = tmp_path / "fractional.xlsx"
+    wb.save(path)
+    with (
+        pytest.raises(ValueError, match=rf"CustomerID \(sheet rows\).*not exact.*\[{row}\]"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", UnverifiedDataWarning)
+        datasets.load_online_retail(path=path)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("196\t242\t3.5\t881250949", "rating is '3.5', not an integer"),
+        ("99999999999999999999\t242\t3\t881250949", "raw_user_id is .*64-bit integer range"),
+        ("196\t-9223372036854775809\t3\t881250949", "raw_item_id is .*64-bit integer range"),
+        ("196\t242\tnan\t881250949", "rating is 'nan', not a number"),
+    ],
+)
+def test_movielens_fields_that_are_no_int64_are_named(tmp_path, line, message):
+    raw = f"1\t1\t4\t881250949\n{line}\n".encode()
+    with pytest.raises(ValueError, match=rf"u\.data line 2: {message}"):
+        movielens._read_text_table(raw, "\t", movielens._RATING_COLS, "u.data", dtype="int64")

@@ -264,3 +264,30 @@ def test_observed_reports_a_one_run_claim_either_way(capsys):
     ]
     with pytest.raises(TypeError, match="needs a bool"):
         evaluation.observed("x", 0.3)
+
+
+@pytest.mark.parametrize(
+    "mean, lo, hi, n, match",
+    [
+        (0.5, 0.9, 0.1, 3, "lo = 0.9 > hi = 0.1"),
+        (np.nan, np.nan, np.nan, 3, "Interval.mean"),
+        (0.5, np.nan, 1.0, 3, "Interval.lo"),
+        (0.5, 0.0, 1.0, 0, "Interval.n"),
+        (np.inf, 0.0, 1.0, 3, "Interval.mean"),
+    ],
+)
+def test_interval_refuses_what_no_verdict_could_trust(mean, lo, hi, n, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        evaluation.Interval(mean, lo, hi, n)
+
+
+def test_legitimate_edge_intervals_still_work(capsys):
+    one = evaluation.interval([0.3])  # one replicate: infinite bounds, "no interval"
+    assert (one.lo, one.hi) == (-np.inf, np.inf)
+    same = evaluation.interval([0.3, 0.3])  # zero width
+    assert same.lo == same.hi == 0.3
+    assert evaluation.verdict("x", one) == "inconclusive"
+    outside = evaluation.Interval(0.5, 0.6, 0.7, 10)  # a bootstrap point may sit outside
+    assert evaluation.verdict("x", outside) == "confirmed"
+    with pytest.raises(TypeError, match="verdict needs an Interval"):
+        evaluation.verdict("x", (0.5, 0.6, 0.7))

@@ -275,3 +275,203 @@ def test_log_loss_needs_binary_labels_and_is_never_negative(labels, p):
 def test_auc_refuses_non_binary_labels(bad):
     with pytest.raises(ValueError, match="0/1"):
         metrics.auc(bad, [0.1, 0.9])
+
+
+# --- issue 24: NaN and empty values inside well-typed data --------------------------------------
+
+
+@st.composite
+def events_with_holes(draw, max_rows=20):
+    """Events whose user or timestamp column may hold NaN or inf (a float column)."""
+    df = draw(events(max_rows=max_rows, nan_times=True))
+    holes = st.sampled_from([np.nan, np.inf, -np.inf])
+    users = [
+        draw(st.one_of(st.just(float(u)), holes)) if draw(st.booleans()) else float(u)
+        for u in df["user_id"]
+    ]
+    return df.assign(user_id=users)
+
+
+@FAST
+@given(df=events_with_holes())
+def test_nan_users_and_times_are_refused_with_the_column_and_rows(df):
+    bad_user = ~np.isfinite(df["user_id"].to_numpy())
+    bad_time = ~np.isfinite(df["timestamp"].to_numpy())
+    out, err = attempt(splits.per_user_split, df, 0.5, seed=0)
+    if len(df) and bad_user.any():
+        assert err is not None and "'user_id'" in str(err) and "rows" in str(err)
+    elif err is None:
+        assert_partition(df, *out)
+    out, err = attempt(splits.leave_last_out, df)
+    if len(df) and (bad_user | bad_time).any():
+        assert err is not None and "rows" in str(err)
+        assert ("'user_id'" if bad_user.any() else "'timestamp'") in str(err)
+    elif err is None:
+        assert_partition(df, *out)
+    labels = np.arange(len(df)) % 2
+    out, err = attempt(metrics.user_aucs, labels, np.zeros(len(df)), df["user_id"].to_numpy())
+    if bad_user.any():
+        assert err is not None and "users" in str(err)
+
+
+def test_empty_inputs_where_a_result_would_be_meaningless_are_refused():
+    from recbook import baselines
+
+    df = pd.DataFrame({"user_id": [0, 0, 1, 1], "item_id": [0, 1, 1, 2]})
+    for call, words in (
+        (lambda: splits.cold_start_items(df, items=[]), "items must be a non-empty"),
+        (lambda: baselines.ease_scores(df.iloc[:0], 2, 3), "train is empty"),
+        (lambda: metrics.ranking_report(np.eye(3), np.eye(3, dtype=bool), ks=()), "ks"),
+    ):
+        _, err = attempt(call)
+        assert err is not None and words in str(err)
+
+
+# --- issue 24: result objects validate themselves ----------------------------------------------
+
+bounds = st.one_of(st.floats(-2, 2), st.sampled_from([np.nan, np.inf, -np.inf]))
+
+
+@FAST
+@given(mean=bounds, lo=bounds, hi=bounds, n=st.integers(-1, 4))
+def test_interval_is_valid_or_refused_and_verdict_trusts_only_intervals(mean, lo, hi, n):
+    import contextlib
+    import io
+
+    from recbook import evaluation
+
+    iv, err = attempt(evaluation.Interval, mean, lo, hi, n)
+    valid = math.isfinite(mean) and not (np.isnan(lo) or np.isnan(hi)) and lo <= hi and n >= 1
+    assert (err is None) == valid
+    with contextlib.redirect_stdout(io.StringIO()):
+        if valid:
+            assert evaluation.verdict("claim", iv) in evaluation.VERDICTS
+        _, err = attempt(evaluation.verdict, "claim", (mean, lo, hi))
+    assert err is not None and "Interval" in str(err)
+
+
+@pytest.fixture(scope="module")
+def ivf_index():
+    from recbook import serving
+
+    vectors = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    return serving.ItemIndex(vectors, kind="ivf", nlist=8), vectors[:5]
+
+
+@FAST
+@given(nprobe=st.integers(1, 8), k=st.integers(1, 300))
+def test_index_search_returns_real_ids_or_names_the_knob(ivf_index, nprobe, k):
+    index, queries = ivf_index
+    index.set_search(nprobe=nprobe)  # the same index for every example: only the knob changes
+    out, err = attempt(index.search, queries, k)
+    if err is None:
+        assert out[1].shape == (5, k) and ((out[1] >= 0) & (out[1] < 300)).all()
+    else:
+        assert "nprobe" in str(err)
+
+
+# --- issue 24: no silent coercion of ids and text ----------------------------------------------
+
+
+@FAST
+@given(
+    values=st.lists(
+        st.one_of(
+            st.integers(-(2**70), 2**70).map(float),
+            st.floats(-1e6, 1e6),
+            st.sampled_from([np.inf, -np.inf, 2.0**53 + 2, 12345.5]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_ids_are_cast_only_when_the_cast_is_exact(values):
+    series = pd.Series(values, index=np.arange(len(values)) + 2)
+    out, err = attempt(checks.exact_integers, series, "CustomerID")
+    arr = np.asarray(values)
+    exact = np.isfinite(arr).all() and (np.abs(arr) <= 2.0**53).all() and (arr == np.round(arr))
+    assert (err is None) == bool(np.all(exact))
+    if err is None:
+        assert out.dtype == np.int64 and (out == arr).all()
+    else:
+        assert "CustomerID" in str(err)
+
+
+@FAST
+@given(title=st.one_of(st.text(max_size=4), st.binary(max_size=3), st.integers(), st.none()))
+def test_titles_are_strings_that_show_something_or_refused(title):
+    import unicodedata
+
+    from recbook.text.encoder import check_titles
+
+    out, err = attempt(check_titles, ["red shirt", title])
+    if err is None:
+        text = out[1]
+        assert isinstance(title, str) and text == title.strip()
+        folded = unicodedata.normalize("NFKC", text)
+        assert any(not c.isspace() and unicodedata.category(c) != "Cf" for c in folded)
+
+
+# --- issue 24: memory is estimated before it is spent ------------------------------------------
+
+
+def test_memory_hungry_calls_refuse_above_the_limit_and_accept_a_raised_one():
+    from recbook import baselines
+
+    df = pd.DataFrame({"user_id": [0, 1, 1], "item_id": [0, 1, 2]})
+    for call in (
+        lambda **kw: splits.sample_eval_candidates(df, df, 6, n_neg=2, **kw),
+        lambda **kw: baselines.ease_scores(df, 2, 6, **kw),
+    ):
+        _, err = attempt(call, max_bytes=64)
+        assert err is not None and "GiB" in str(err) and "max_bytes=" in str(err)
+        out, err = attempt(call, max_bytes=10**6)
+        assert err is None and len(out) > 0
+
+
+@st.composite
+def valid_rankings(draw):
+    users, items = draw(st.integers(1, 6)), draw(st.integers(1, 7))
+    values = st.one_of(st.integers(-2, 2).map(float), st.floats(-3, 3), st.just(-np.inf))
+    scores = draw(hnp.arrays(draw(st.sampled_from([np.float32, np.float64])), (users, items),
+                             elements=values))  # fmt: skip
+    relevance = draw(hnp.arrays(np.bool_, (users, items)))
+    relevance[0, 0] = True
+    return scores, relevance, draw(st.integers(1, items))
+
+
+@FAST
+@given(case=valid_rankings(), cells=st.integers(1, 12))
+def test_ranking_metrics_in_user_batches_equal_the_whole_matrix(case, cells):
+    scores, relevance, k = case
+    whole = metrics.per_user_metrics(scores, relevance, k, seed=2)
+    top = metrics.top_k(scores, k, seed=2)
+    saved = metrics.BATCH_CELLS
+    try:
+        metrics.BATCH_CELLS = cells  # one user per batch or a few
+        pd.testing.assert_frame_equal(metrics.per_user_metrics(scores, relevance, k, seed=2), whole)
+        np.testing.assert_array_equal(metrics.top_k(scores, k, seed=2), top)
+    finally:
+        metrics.BATCH_CELLS = saved
+
+
+# --- issue 24: the runner never writes over a source -------------------------------------------
+
+
+@FAST
+@given(out=st.sampled_from(["nb", "nb/.", "nb/../nb", "link", "file.txt", "new", "nb/sub"]))
+def test_runner_out_is_refused_when_it_would_damage_a_source(out, tmp_path_factory):
+    import nbformat
+
+    from recbook.book import runner
+
+    root = tmp_path_factory.mktemp("runner")
+    (root / "nb").mkdir()
+    source = root / "nb" / "00_t.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), source)
+    (root / "link").symlink_to(root / "nb", target_is_directory=True)
+    (root / "file.txt").write_text("x")
+    before = source.read_bytes()
+    _, err = attempt(runner.check_out_dir, root / out, [source])
+    assert (err is None) == (out in ("new", "nb/sub"))
+    assert source.read_bytes() == before and (root / "file.txt").read_text() == "x"

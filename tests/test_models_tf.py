@@ -263,3 +263,10 @@ def test_click_history_pools_the_other_clicked_items_and_can_be_swapped():
 def test_click_history_refuses_a_table_too_large_to_hold():
     with pytest.raises(ValueError, match="dense table"):
         models_tf.ClickHistory(200_000, 1_000, 8)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_make_dataset_refuses_a_label_that_would_train_to_nan(bad):
+    labels = np.array([1.0, 0.0, bad, 1.0])
+    with pytest.raises(ValueError, match=r"labels contains NaN or infinity .*positions \[2\]"):
+        models_tf.make_dataset({"user_id": np.arange(4), "item_id": np.arange(4)}, labels)

@@ -325,3 +325,92 @@ def test_stored_progress_bars_read_their_final_state():
     assert (
         out.data["text/plain"] == "fit (early stop): 100%|" + "\u2588" * 10 + "| 5/5 [00:01<00:00]"
     )
+
+
+# -- --out and malformed input: refused before anything runs (issue 24) --------------------
+
+
+def _hashes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_out_notebooks_with_a_parameter_leaves_every_source_byte_identical(
+    tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("00_a", "01_b"):
+        make_notebook(folder / f"{name}.ipynb", GOOD_BODY)
+        (folder / f"{name}.py").write_text("# pair\n")
+    before = _hashes(folder)
+    monkeypatch.chdir(tmp_path)  # ./notebooks is the default folder, as in the checkout
+    for argv in (
+        ["run", "--out", "notebooks", "-p", "X=1"],
+        ["run", "--out", "notebooks", "-p", "SCALE=1"],
+        ["run", "--out", "notebooks"],
+        ["run", "notebooks/00_a.py", "--out", "./notebooks/../notebooks", "-p", "SCALE=5"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("recbook run: error:") and err.count("\n") == 1, err
+    assert _hashes(folder) == before
+
+
+def test_out_through_a_symlink_or_hard_link_is_refused(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    nb = make_notebook(src / "00_t.ipynb", GOOD_BODY)
+    before = nb.read_bytes()
+    (tmp_path / "link").symlink_to(src, target_is_directory=True)
+    with pytest.raises(runner.RunnerError, match="would overwrite 00_t.ipynb"):
+        runner.run([str(nb)], {}, tmp_path / "link")
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    os.link(nb, hard / "00_t.ipynb")
+    with pytest.raises(runner.RunnerError, match="would overwrite 00_t.ipynb"):
+        runner.run([str(nb)], {}, hard)
+    assert nb.read_bytes() == before
+
+
+def test_out_naming_an_existing_file_is_exit_2(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    assert main(["run", str(nb), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "is an existing file" in err and err.count("\n") == 1
+    assert target.read_text() == "keep me"
+    assert main(["run", str(nb), "--out", str(target / "sub")]) == 2  # a file in the way
+    assert "recbook run: error: --out" in capsys.readouterr().err
+
+
+def test_two_sources_with_one_name_or_a_folder_in_the_way_are_refused(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    na, nb = make_notebook(a / "00_t.ipynb", GOOD_BODY), make_notebook(b / "00_t.ipynb", GOOD_BODY)
+    with pytest.raises(runner.RunnerError, match="two notebooks named 00_t.ipynb"):
+        runner.run([str(na), str(nb)], {}, tmp_path / "o")
+    (tmp_path / "o" / "00_t.ipynb").mkdir(parents=True)
+    with pytest.raises(runner.RunnerError, match="is a folder where an output file goes"):
+        runner.run([str(na)], {}, tmp_path / "o")
+
+
+@pytest.mark.parametrize(
+    "text", ["not json", '{"cells": 3}', "{}", '{"nbformat": 4, "cells": [1]}', "\udcff"]
+)
+def test_malformed_notebook_is_exit_2(tmp_path, capsys, text):
+    bad = tmp_path / "00_bad.ipynb"
+    bad.write_bytes(text.encode("utf-8", "surrogateescape"))
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "00_bad.ipynb: not a readable Jupyter notebook" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_parameter_values_and_timeout_are_exit_2(tmp_path, capsys):
+    nb = make_notebook(tmp_path / "00_t.ipynb", GOOD_BODY)
+    assert main(["run", str(nb), "-p", "DATA_PATH=a\x00b", "--out", str(tmp_path / "o")]) == 2
+    assert "DATA_PATH" in capsys.readouterr().err
+    assert main(["run", str(nb), "--timeout", "-1", "--out", str(tmp_path / "o")]) == 2
+    assert "--timeout" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -29,9 +29,20 @@ def test_index_recall_on_a_small_exact_case(vectors, kind):
     index = serving.ItemIndex(vectors, kind=kind, ef_search=128, nprobe=64, nlist=32)
     _, found = index.search(q, 10)
     assert serving.recall_at_k(found, exact) >= 0.95
-    index.set_search(ef_search=1, nprobe=1)  # the cheapest search finds less
+    index.set_search(ef_search=5, nprobe=1)  # a cheap search finds less
     _, rough = index.search(q, 10)
     assert serving.recall_at_k(rough, exact) < serving.recall_at_k(found, exact)
+
+
+def test_search_never_returns_a_padding_id(vectors):
+    """faiss pads unfilled slots with id -1, which numpy reads as the last item: refused."""
+    q = np.random.default_rng(3).normal(size=(20, 8)).astype(np.float32)
+    ivf = serving.ItemIndex(vectors, kind="ivf", nprobe=1, nlist=32)
+    with pytest.raises(ValueError, match=r"fewer than k=200 .*nprobe=1 of nlist=32.*raise nprobe"):
+        ivf.search(q, 200)
+    ivf.set_search(nprobe=32)
+    _, ids = ivf.search(q, 200)
+    assert ids.shape == (20, 200) and (ids >= 0).all()
 
 
 def test_recall_at_k_counts_shared_ids():

@@ -242,3 +242,38 @@ def test_minilm_has_near_constant_dimensions(minilm: text_encoder.TextEncoder) -
 def test_centre_and_scale_refuses_bad_input(vectors, items) -> None:
     with pytest.raises(ValueError):
         text_encoder.centre_and_scale(vectors, items)
+
+
+@pytest.mark.parametrize("bad", [b"red shirt", ["red", "shirt"], 42])
+def test_check_titles_refuses_non_str_titles(bad) -> None:
+    with pytest.raises(TypeError, match="title at position 1 is a .*not a str"):
+        text_encoder.check_titles(["red shirt", bad])
+
+
+@pytest.mark.parametrize("blank", ["\u200b", " \u200b\ufeff ", "\u3000", "\u2060\u200d"])
+def test_titles_blank_after_unicode_normalisation_are_missing(blank) -> None:
+    with pytest.raises(ValueError, match="1 of 2 titles are missing or blank"):
+        text_encoder.check_titles(["red shirt", blank])
+    assert text_encoder.check_titles(["\uff52ed shirt "]) == ["\uff52ed shirt"]  # text kept as is
+
+
+@pytest.mark.parametrize(
+    "content", [b"not an npy file", b"\x93NUMPY\x01\x00", "nan", "ints", "objects"]
+)
+def test_unusable_cache_is_recomputed_with_a_warning(
+    minilm: text_encoder.TextEncoder, tmp_path, content
+) -> None:
+    titles = ["red shirt", "blue lamp"]
+    good, _ = text_encoder.cached_embeddings(minilm, titles, directory=tmp_path)
+    (path,) = tmp_path.glob("emb-*.npy")
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "objects":
+        np.save(path, np.array([{"a": 1}] * 2, dtype=object), allow_pickle=True)
+    else:
+        np.save(path, np.full(good.shape, np.nan) if content == "nan" else np.ones(good.shape, int))
+    with pytest.warns(UserWarning, match="embedding cache .* is unusable.*recomputing"):
+        again, hit = text_encoder.cached_embeddings(minilm, titles, directory=tmp_path)
+    assert not hit
+    np.testing.assert_array_equal(again, good)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left over

@@ -75,7 +75,12 @@ def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
     if isinstance(params.get("DATA_PATH"), str):
         # notebooks run from their own folder: a path relative to the caller must not change
         # meaning on the way there
-        params["DATA_PATH"] = str(Path(params["DATA_PATH"]).expanduser().resolve())
+        try:
+            params["DATA_PATH"] = str(Path(params["DATA_PATH"]).expanduser().resolve())
+        except (OSError, ValueError, RuntimeError) as err:  # null byte, unknown ~user, loop
+            raise RunnerError(
+                f"-p DATA_PATH={params['DATA_PATH']!r}: not a usable path ({err})"
+            ) from err
     return params
 
 
@@ -121,13 +126,10 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
     Read with ``ast``, not papermill's line-based inference, which skips any line with a second
     ``=`` (``DEVICE = "auto"  # auto = cuda > cpu``) and so hid such parameters from ``-p``."""
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    cells = _tagged_cells(path)
     if not cells:
         return {}
-    source = cells[0].source
+    source = cells[0]
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
@@ -143,6 +145,26 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
         if isinstance(target, ast.Name):
             found[target.id] = parse_value(ast.get_source_segment(source, node.value) or "")
     return found
+
+
+def _tagged_cells(path: Path) -> list[str]:
+    """Sources of the cells tagged ``parameters``; a file that is not a readable notebook is a
+    :class:`RunnerError` naming it (nbformat's own errors are tracebacks to a reader)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        return [
+            str(c.source)
+            for c in nb.cells
+            if "parameters" in (c.get("metadata", {}).get("tags", None) or [])
+        ]
+    except Exception as err:  # NotJSONError, ValidationError, OSError, a cell that is no dict
+        reason = first_line(f"{type(err).__name__}: {err}")
+        raise RunnerError(
+            f"{path}: not a readable Jupyter notebook ({reason}); open it in Jupyter or "
+            "regenerate it from its .py pair (jupytext --sync)"
+        ) from err
 
 
 def _type_mismatch(default: Any, value: Any) -> bool:
@@ -379,6 +401,52 @@ def default_out_dir() -> Path:
     return Path("runs") / stamp
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` is ``b`` through any symlink, ``..`` or hard link."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_out_dir(out_dir: Path, sources: list[Path]) -> None:
+    """Refuse an ``--out`` the run would damage, before anything runs: a path that is an
+    existing file, a folder where an executed copy would land on a source being executed
+    (the notebooks' own folder, a link to it, a linked file), two sources of the same name
+    (the second copy would replace the first) or a folder in the way of an output."""
+    try:
+        is_file = out_dir.exists() and not out_dir.is_dir()
+    except OSError as err:
+        raise RunnerError(f"--out {out_dir}: cannot use this path ({err})") from err
+    if is_file:
+        raise RunnerError(
+            f"--out {out_dir} is an existing file, not a folder: the run writes executed "
+            "notebooks and summary.json into a folder; name a new or existing folder"
+        )
+    names = [p.name for p in sources]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RunnerError(
+            f"two notebooks named {', '.join(twice)}: their executed copies would overwrite "
+            "each other in --out; run them separately with different --out folders"
+        )
+    targets = [out_dir / n for n in names] + [out_dir / "summary.json"]
+    clash = sorted({t.name for t in targets for s in sources if _same_file(t, s)})
+    if clash:
+        raise RunnerError(
+            f"--out {out_dir} holds the sources it would execute: the run would overwrite "
+            f"{', '.join(clash)}; choose another folder (make nb stores a finished run)"
+        )
+    if out_dir.is_dir() and not os.access(out_dir, os.W_OK | os.X_OK):
+        raise RunnerError(f"--out {out_dir}: the folder is not writable; choose another")
+    blocked = sorted(t.name for t in targets if t.is_dir())
+    if blocked:
+        raise RunnerError(
+            f"--out {out_dir}: {', '.join(blocked)} is a folder where an output file goes; "
+            "choose another --out"
+        )
+
+
 def run(
     notebooks: list[str] | None,
     params: dict[str, Any],
@@ -390,14 +458,14 @@ def run(
     """Check everything first, then run each notebook in turn and write ``summary.json``."""
     paths = resolve_notebooks(notebooks)
     jobs = plan(paths, params)
+    if timeout is not None and not (timeout > 0 and timeout < float("inf")):
+        raise RunnerError(f"--timeout {timeout}: give a positive number of seconds per cell")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
-    clash = sorted(p.name for p in paths if (out_dir / p.name).resolve() == p.resolve())
-    if clash:
-        raise RunnerError(
-            f"--out {out_dir} is the notebooks' own folder: the run would overwrite "
-            f"{', '.join(clash)}; choose another folder (make nb stores a finished run)"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, paths)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunnerError(f"--out {out_dir}: cannot create the folder ({err})") from err
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results = []
     for i, job in enumerate(jobs, 1):
@@ -415,5 +483,8 @@ def run(
         "ok": all(r.status == "ok" for r in results),
         "notebooks": [asdict(r) for r in results],
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    try:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    except OSError as err:
+        raise RunnerError(f"--out {out_dir}: cannot write summary.json ({err})") from err
     return results, out_dir

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
 import os
 import warnings
 from typing import Any
@@ -97,20 +98,38 @@ def _read_text_table(
     )  # fmt: skip
     try:
         return read(io.BytesIO(raw), dtype=dtype)
-    except (ValueError, pd.errors.ParserError) as exc:  # find the field that does not parse
+    except (ValueError, OverflowError, pd.errors.ParserError) as exc:  # find the bad field
         text = read(io.BytesIO(raw), dtype=str)
         typed = {c: dtype for c in names} if isinstance(dtype, str) else dict(dtype or {})
         for col, kind in typed.items():
             if kind is str:
                 continue
-            number = pd.to_numeric(text[col], errors="coerce")
-            bad = (number.isna() | (number != number.round())).to_numpy()
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f"{what} line {lines[k]}: {col} is {text[col].iloc[k]!r}, not a number"
-                ) from None
+            for k, value in enumerate(text[col]):
+                problem = _integer_problem(value)
+                if problem:
+                    raise ValueError(
+                        f"{what} line {lines[k]}: {col} is {value[:40]!r}, {problem}"
+                    ) from None
         raise ValueError(f"could not parse {what}: {exc}") from exc
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _integer_problem(text: str) -> str | None:
+    """Why ``text`` is not an int64 (every typed MovieLens field is one), or None: the loader
+    names the field and the reason instead of rounding, wrapping or pandas' bare error."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return "not a number"
+        return "not an integer" if math.isfinite(number) else "not a number"
+    if not _INT64.min <= value <= _INT64.max:
+        return "beyond the 64-bit integer range (|id| < 2^63): it cannot be stored exactly"
+    return None
 
 
 def _read_ratings(files: Files, name: str, sep: str) -> pd.DataFrame:

@@ -8,12 +8,14 @@ import io
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from recbook import checks
 from recbook.checksums import sha256_bytes
 from recbook.columns import ITEM, RATING, TIMESTAMP, USER
 from recbook.datasets.base import Dataset, catalogue, events_in_time_order, index_ids
@@ -156,9 +158,16 @@ def _write_retail_cache(raw: pd.DataFrame, cache: Path, source_sha256: str) -> N
         {**(table.schema.metadata or {}), b"recbook": json.dumps(meta).encode()}
     )
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(cache)  # atomic: a crash never leaves a half-written cache
+    # a unique temporary name (never a fixed one another process or a planted link could
+    # share), then an atomic rename: a crash never leaves a half-written cache
+    fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", suffix=".tmp", dir=cache.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _retail_raw(files: Files) -> pd.DataFrame:
@@ -203,6 +212,8 @@ def load_online_retail(path: str | os.PathLike | None = None) -> Dataset:
     spec = SPEC
     files, info = open_copy(spec, path)
     raw = _retail_raw(files)
+    ids = raw["CustomerID"].dropna()
+    checks.exact_integers(ids.set_axis(ids.index + 2), f"{files.path}: CustomerID (sheet rows)")
     clean, report = clean_online_retail(raw)
     if clean.empty:
         raise ValueError(f"{files.path}: no rows left after cleaning:\n{report}")

@@ -23,6 +23,8 @@ import hashlib
 import importlib.util
 import os
 import re
+import tempfile
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -145,8 +147,13 @@ def check_titles(titles: Sequence[Any], missing: str = "raise") -> list[str]:
     out: list[str] = []
     bad: list[int] = []
     for pos, title in enumerate(titles):
-        text = "" if _is_missing(title) else str(title).strip()
-        if not text:
+        if not _is_missing(title) and not isinstance(title, str):
+            raise TypeError(
+                f"title at position {pos} is a {type(title).__name__} ({title!r:.40}), not a "
+                "str; decode bytes or join lists first (str() would encode their repr)"
+            )
+        text = "" if _is_missing(title) else title.strip()
+        if not _visible(text):
             bad.append(pos)
             text = MISSING_TITLE
         out.append(text)
@@ -165,6 +172,13 @@ def check_titles(titles: Sequence[Any], missing: str = "raise") -> list[str]:
             stacklevel=2,
         )
     return out
+
+
+def _visible(text: str) -> bool:
+    """True when ``text`` shows something after Unicode NFKC normalisation, with white space
+    and invisible format characters (zero-width space, joiners, BOM: category Cf) removed."""
+    folded = unicodedata.normalize("NFKC", text)
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in folded)
 
 
 def _is_missing(value: Any) -> bool:
@@ -406,14 +420,33 @@ def cached_embeddings(
     folder = Path(directory) if directory is not None else cache_dir()
     path = folder / f"emb-{embedding_key(encoder, texts, max_length)}.npy"
     if path.is_file():
-        values = np.load(path, allow_pickle=False)
-        if values.shape == (len(texts), encoder.dim):
+        try:
+            values = np.load(path, allow_pickle=False)
+            problem = None
+            if values.shape != (len(texts), encoder.dim):
+                problem = f"shape {values.shape}, expected {(len(texts), encoder.dim)}"
+            elif not np.issubdtype(values.dtype, np.floating) or not np.isfinite(values).all():
+                problem = f"dtype {values.dtype} or non-finite values"
+        except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, pickled objects
+            problem = f"{type(err).__name__}: {err}"
+        if problem is None:
             return values, True
+        warnings.warn(
+            f"embedding cache {path} is unusable ({problem}); recomputing it", stacklevel=2
+        )
     values = encoder.embed(
         texts, max_length=max_length, device=device, missing="raise", progress=progress
     )
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, values)
-    tmp.replace(path)
+    # a unique temporary name in the same folder, then an atomic rename: two processes
+    # filling the cache at once never read or clobber each other's half-written file
+    fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npy", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, values)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
     return values, False
