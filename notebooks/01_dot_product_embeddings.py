@@ -50,6 +50,7 @@ import pandas as pd
 import tensorflow as tf
 
 from recbook import baselines, datasets, evaluation, metrics, mf, runtime, splits
+from recbook.book import development as dev_records
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k"
@@ -59,7 +60,7 @@ DEV_SEED = 1000  # the development world: settings are chosen on its validation 
 SHOP_REGIME = "matched"  # how the shop is generated (recbook.datasets.shop.REGIMES)
 SEEDS = 3  # evaluation replicates: shop worlds (public data: random splits or training seeds)
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
-TUNE = False  # True: redo the development tuning even where its choices are recorded (RECORDED)
+TUNE = False  # True: redo the development tuning and record it (notebooks/development/)
 EPOCHS = 40  # upper bound while tuning: early stopping on validation decides
 PATIENCE = 3
 DIM = 64  # embedding size
@@ -449,8 +450,9 @@ print(f"largest weight change after 10 epochs of Adam: {drift:.2f}")
 #
 # Tuning the full-softmax model takes about a minute on two CPU cores, so a development run
 # (`TUNE = True`) recorded its choices and every configuration's validation score in
-# `RECORDED` below, and the default run uses them; another `DATASET`, `SHOP_REGIME`,
-# `DEV_SEED`, grid or training setting tunes afresh.
+# `notebooks/development/01_dot_product_embeddings.json` (written by that run, never by hand),
+# and the default run reads them; another `DATASET`, `SHOP_REGIME`, `DEV_SEED`, grid or training
+# setting tunes afresh.
 
 
 # %%
@@ -601,35 +603,13 @@ def develop_retrieval(w, train_all: pd.DataFrame, seed: int) -> dict:
 # The rating models are tuned on a per-user random split of the development world's ratings
 # (validation carved from its training part; on public data, from the ratings given before the
 # leave-last-out test clicks), the ranking models on its leave-last-out training clicks (each
-# user's latest training item is the validation item). `RECORDED` holds
-# what a development run chose; the table shows every model's configurations and the epochs
-# early stopping picked.
+# user's latest training item is the validation item). `DEVELOPMENT_FILE` holds what a
+# development run chose; the table shows every model's configurations and the epochs early
+# stopping picked.
 
 # %%
-# Written by a development run (TUNE = True) of this notebook; used only where "setup" matches.
-RECORDED = {
-    ("shop", "matched", 1000): {
-        "setup": {
-            "DIM": 64, "LEARNING_RATE": 0.01, "BATCH_SIZE": 2048, "EPOCHS": 40, "PATIENCE": 3,
-            "TOP_K": 10, "RATING_L2_GRID": (3e-05, 0.0001, 0.0003, 0.001),
-            "BIASES_REG_GRID": (1.0, 3.0, 10.0, 30.0),
-            "RETRIEVAL_L2_GRID": (1e-05, 2e-05, 5e-05, 0.0001),
-            "EASE_L2_GRID": (20.0, 100.0, 500.0, 2500.0),
-        },
-        "rating": {
-            "(a) dot-product rating model": {"setting": "L2", "chosen": 0.0003, "epochs": 8,
-                "validation": {3e-05: 1.0056, 0.0001: 0.9887, 0.0003: 0.9782, 0.001: 0.9901}},
-            "user + item biases": {"setting": "reg", "chosen": 10.0, "epochs": None,
-                "validation": {1.0: 1.0005, 3.0: 0.9953, 10.0: 0.9907, 30.0: 0.9971}},
-        },
-        "retrieval": {
-            "(b) softmax retrieval": {"setting": "L2", "chosen": 5e-05, "epochs": 5,
-                "validation": {1e-05: 0.1015, 2e-05: 0.1019, 5e-05: 0.1088, 0.0001: 0.1036}},
-            "EASE (item-item)": {"setting": "l2", "chosen": 500.0, "epochs": None,
-                "validation": {20.0: 0.0903, 100.0: 0.1029, 500.0: 0.1071, 2500.0: 0.1004}},
-        },
-    },
-}  # fmt: skip
+# written by a development run (TUNE = True) of this notebook; read back only where "setup" matches
+DEVELOPMENT_FILE = "development/01_dot_product_embeddings.json"
 
 SETUP = {
     "DIM": DIM, "LEARNING_RATE": LEARNING_RATE, "BATCH_SIZE": BATCH_SIZE, "EPOCHS": EPOCHS,
@@ -639,8 +619,8 @@ SETUP = {
 }  # fmt: skip
 dev_ds = datasets.world(DATASET, DEV_SEED, DATA_PATH, regime=SHOP_REGIME)
 dev_train_clicks, _ = splits.leave_last_out(click_pairs(dev_ds))  # its test part is never used
-recorded = RECORDED.get((DATASET, SHOP_REGIME, DEV_SEED))
-if not TUNE and recorded is not None and recorded["setup"] == SETUP:
+recorded = dev_records.load(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED, SETUP)
+if not TUNE and recorded is not None:
     developed = recorded
     print(f"settings recorded by a development run (TUNE = True) on world {DEV_SEED}")
 else:
@@ -653,8 +633,11 @@ else:
         "rating": develop_rating(dev_ds, dev_train_ratings, DEV_SEED),
         "retrieval": develop_retrieval(dev_ds, dev_train_clicks, DEV_SEED),
     }
-    print(f"tuned now on world {DEV_SEED}; to record it, add to RECORDED:")
-    print({(DATASET, SHOP_REGIME, DEV_SEED): developed})
+    print(f"tuned now on world {DEV_SEED}", end="")
+    if TUNE:  # only an explicit development run writes the record
+        path = dev_records.save(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED, developed)
+        print(f"; recorded in {path}", end="")
+    print()
 
 
 def development_table(developed: dict) -> pd.DataFrame:

@@ -60,6 +60,7 @@ import tensorflow as tf
 from scipy.special import expit
 
 from recbook import baselines, datasets, evaluation, metrics, mf, runtime, splits
+from recbook.book import development as dev_records
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "movielens-100k"
@@ -69,7 +70,7 @@ DEV_SEED = 1000  # the development world: settings are chosen on its validation 
 SHOP_REGIME = "matched"  # how the shop is generated (recbook.datasets.shop.REGIMES)
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
 SEEDS = 3  # evaluation replicates: shop worlds (public data: training seeds, fixed test users)
-TUNE = False  # True: redo the development grid even where its results are recorded (RECORDED)
+TUNE = False  # True: redo the development grid and record it (notebooks/development/)
 ABLATION = False  # True: also the click MLP without its click history (ids + features): ~25 s more
 EPOCHS = 20  # upper bound: early stopping on the development world's validation clicks decides
 PATIENCE = 2
@@ -701,76 +702,18 @@ def layers_above(user_part, item_part, above):
 # early-stopped epoch count is kept. EASE gets its penalty from as many values (`EASE_GRID`),
 # by the same validation NDCG (`baselines.tuned_ease`); popularity has nothing to tune. In the
 # evaluation worlds each model is then fitted once on *all* training clicks, validation click
-# included (as EASE is), for its chosen epochs: the same refit for all. `RECORDED` holds what
-# a development run (`TUNE = True`) measured; it is used only where its setup matches.
+# included (as EASE is), for its chosen epochs: the same refit for all. `DEVELOPMENT_FILE`
+# holds what a development run (`TUNE = True`) measured (written by that run, never by hand);
+# it is used only where its setup matches.
 
 # %%
-# Written by a development run (TUNE = True) of this notebook; used only where "setup" matches.
-RECORDED = {
-    ("shop", "matched", 1000): {
-        "setup": {"DIM": 16, "HIDDEN": (64, 32), "N_NEG": 4, "BATCH_SIZE": 8192, "EPOCHS": 20, "PATIENCE": 2, "TOP_K": 10},
-        "results": {
-            ("dot product p·q + biases (ids)", 0.003, 0.0): (0.09794, 16),
-            ("dot product p·q + biases (ids)", 0.003, 1e-05): (0.09721, 20),
-            ("dot product p·q + biases (ids)", 0.01, 0.0): (0.09328, 5),
-            ("dot product p·q + biases (ids)", 0.01, 1e-05): (0.09405, 6),
-            ("dot product p·q + biases (ids)", 0.03, 0.0): (0.08481, 2),
-            ("dot product p·q + biases (ids)", 0.03, 1e-05): (0.08554, 2),
-            ("NCF MLP on [p, q] (ids)", 0.003, 0.0): (0.08773, 10),
-            ("NCF MLP on [p, q] (ids)", 0.003, 1e-05): (0.09268, 10),
-            ("NCF MLP on [p, q] (ids)", 0.01, 0.0): (0.09275, 6),
-            ("NCF MLP on [p, q] (ids)", 0.01, 1e-05): (0.09369, 6),
-            ("NCF MLP on [p, q] (ids)", 0.03, 0.0): (0.09502, 7),
-            ("NCF MLP on [p, q] (ids)", 0.03, 1e-05): (0.09054, 7),
-            ("click MLP (ids + features)", 0.003, 0.0): (0.1064, 6),
-            ("click MLP (ids + features)", 0.003, 1e-05): (0.10844, 6),
-            ("click MLP (ids + features)", 0.01, 0.0): (0.10543, 4),
-            ("click MLP (ids + features)", 0.01, 1e-05): (0.10542, 4),
-            ("click MLP (ids + features)", 0.03, 0.0): (0.10579, 3),
-            ("click MLP (ids + features)", 0.03, 1e-05): (0.10174, 2),
-            ("click MLP (ids + features + history)", 0.003, 0.0): (0.10874, 6),
-            ("click MLP (ids + features + history)", 0.003, 1e-05): (0.11147, 6),
-            ("click MLP (ids + features + history)", 0.01, 0.0): (0.10635, 4),
-            ("click MLP (ids + features + history)", 0.01, 1e-05): (0.10805, 4),
-            ("click MLP (ids + features + history)", 0.03, 0.0): (0.10718, 3),
-            ("click MLP (ids + features + history)", 0.03, 1e-05): (0.1101, 6),
-        },
-    },
-    ("shop", "misspecified", 1000): {
-        "setup": {"DIM": 16, "HIDDEN": (64, 32), "N_NEG": 4, "BATCH_SIZE": 8192, "EPOCHS": 20, "PATIENCE": 2, "TOP_K": 10},
-        "results": {
-            ("dot product p·q + biases (ids)", 0.003, 0.0): (0.10064, 19),
-            ("dot product p·q + biases (ids)", 0.003, 1e-05): (0.09511, 20),
-            ("dot product p·q + biases (ids)", 0.01, 0.0): (0.09492, 6),
-            ("dot product p·q + biases (ids)", 0.01, 1e-05): (0.09629, 8),
-            ("dot product p·q + biases (ids)", 0.03, 0.0): (0.08813, 2),
-            ("dot product p·q + biases (ids)", 0.03, 1e-05): (0.08792, 2),
-            ("NCF MLP on [p, q] (ids)", 0.003, 0.0): (0.07109, 2),
-            ("NCF MLP on [p, q] (ids)", 0.003, 1e-05): (0.08674, 10),
-            ("NCF MLP on [p, q] (ids)", 0.01, 0.0): (0.08824, 6),
-            ("NCF MLP on [p, q] (ids)", 0.01, 1e-05): (0.09042, 7),
-            ("NCF MLP on [p, q] (ids)", 0.03, 0.0): (0.09307, 6),
-            ("NCF MLP on [p, q] (ids)", 0.03, 1e-05): (0.0914, 6),
-            ("click MLP (ids + features)", 0.003, 0.0): (0.10295, 6),
-            ("click MLP (ids + features)", 0.003, 1e-05): (0.10646, 6),
-            ("click MLP (ids + features)", 0.01, 0.0): (0.10315, 4),
-            ("click MLP (ids + features)", 0.01, 1e-05): (0.10703, 4),
-            ("click MLP (ids + features)", 0.03, 0.0): (0.10347, 3),
-            ("click MLP (ids + features)", 0.03, 1e-05): (0.10848, 4),
-            ("click MLP (ids + features + history)", 0.003, 0.0): (0.10529, 6),
-            ("click MLP (ids + features + history)", 0.003, 1e-05): (0.1095, 6),
-            ("click MLP (ids + features + history)", 0.01, 0.0): (0.10296, 3),
-            ("click MLP (ids + features + history)", 0.01, 1e-05): (0.10917, 4),
-            ("click MLP (ids + features + history)", 0.03, 0.0): (0.10654, 3),
-            ("click MLP (ids + features + history)", 0.03, 1e-05): (0.11017, 4),
-        },
-    },
-}  # fmt: skip
+# written by a development run (TUNE = True) of this notebook; read back only where "setup" matches
+DEVELOPMENT_FILE = "development/02_sigmoid_mlp.json"
 
 SETUP = {"DIM": DIM, "HIDDEN": HIDDEN, "N_NEG": N_NEG, "BATCH_SIZE": BATCH_SIZE,
          "EPOCHS": EPOCHS, "PATIENCE": PATIENCE, "TOP_K": TOP_K}  # fmt: skip
-recorded = RECORDED.get((DATASET, SHOP_REGIME, DEV_SEED), {})
-if TUNE or recorded.get("setup") != SETUP:
+recorded = dev_records.load(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED, SETUP)
+if TUNE or recorded is None:
     recorded = {}
 dev_val_rows = models_tf.make_dataset(ids(dev.val), dev.val["label"], batch_size=16384)
 developed = {}  # (model, lr, L2) -> (validation NDCG, epochs), measured now
@@ -802,8 +745,12 @@ POPULARITY = "popularity"
 EASE_L2, curves[EASE] = baselines.tuned_ease(dev.train_pos, dev.val_pos, dev.n_users,
                                              dev.n_items, k=TOP_K, grid=EASE_GRID)  # fmt: skip
 if developed:
-    print(f"tuned now on world {DEV_SEED}; to record it, add to RECORDED:")
-    print({(DATASET, SHOP_REGIME, DEV_SEED): {"setup": SETUP, "results": developed}})
+    print(f"tuned now on world {DEV_SEED}", end="")
+    if TUNE:  # only an explicit development run writes the record
+        path = dev_records.save(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED,
+                                {"setup": SETUP, "results": developed})  # fmt: skip
+        print(f"; recorded in {path}", end="")
+    print()
 else:
     print(f"results recorded by a development run (TUNE = True) on world {DEV_SEED}")
 CONFIGS = {name: len(GRID) for name in CLICK_MODELS} | {EASE: len(EASE_GRID)}
