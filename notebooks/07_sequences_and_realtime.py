@@ -28,14 +28,18 @@
 #   objective, how the output becomes a ranking — and a self-attention next-item model
 #   (SASRec-style) that fills those gaps, in PyTorch;
 # * whether self-supervised (masked-item, BERT4Rec-style) pre-training helps it, measured;
-# * how it compares, on leave-last-out and the whole catalogue, with popularity, the shopper's
-#   own recent items, an item-to-item Markov chain, EASE and the shop's exact next-item oracle;
+# * how it compares, on leave-last-out and the whole catalogue, with the strongest simple
+#   baselines — popularity, the shopper's own items (frequency / recency), a Markov chain
+#   blended with repeats, session-based nearest neighbours (SKNN), EASE — each tuned on the
+#   validation item with the same budget, and with the shop's exact next-item oracle;
 # * what "real time" costs: one forward pass per click, and top-k search by exact scan or a
 #   faiss index (HNSW, IVF) as the catalogue grows.
 #
-# **Run time.** Under 2 min at the defaults, three seeds of two small Transformers (the runner's measured wall time on 2 idle CPU cores is in the README's notebook table);
-# on a GPU the model settings grow (printed below). `benchmarks/serving.py` measures serving up
-# to a million items.
+# **Run time.** Three shop worlds, two small Transformers each; the last cell prints this
+# run's wall time and the README's notebook table the runner's (2 idle CPU cores). On a GPU the
+# model settings grow (printed below). On Online Retail (`DATASET="online-retail"`) users are
+# sampled, sequences capped and fewer seeds run (printed below). `benchmarks/serving.py`
+# measures serving up to a million items.
 
 # %%
 import time
@@ -47,7 +51,7 @@ import pandas as pd
 import torch
 
 import recbook
-from recbook import baselines, evaluation, metrics, plots, runtime, sequences, serving
+from recbook import baselines, evaluation, metrics, next_item, plots, runtime, sequences, serving
 from recbook.columns import ITEM, USER
 from recbook.datasets import sessions
 
@@ -57,11 +61,14 @@ T_START = time.perf_counter()
 DATASET = "shop"  # or "movielens-100k" / "online-retail" (downloaded once)
 DATA_PATH = None  # a local copy of the public data when downloading fails
 SEED = 0
-SEEDS = 3  # seeds SEED .. SEED + SEEDS - 1: new sequences, initialisation and tie-break each
+SEEDS = 3  # replicates SEED .. SEED + SEEDS - 1: a new shop world each (public data: new seeds)
 DEVICE = "auto"  # torch device: auto picks cuda > mps > cpu
 THREADS = 1  # torch and BLAS threads; one is fastest for these small models on a busy CPU
-N_USERS = 2000  # shop shoppers (public data keep every user)
+N_USERS = 2000  # shop shoppers
 MAX_LEN = 20  # events per sequence the model sees (the latest ones)
+PUBLIC_USERS = 1500  # public data: a fixed random sample of users (None: all), for run time
+MAX_EVENTS = 30  # public data: each user's latest events kept (shop sequences are <= MAX_LEN)
+PUBLIC_SEEDS = 2  # public data: seeds (a fixed test set; the interval is over users)
 DIM = 32
 HEADS = 2
 LAYERS = 2
@@ -73,7 +80,13 @@ BATCH_SIZE = 128
 TOP_K = 10
 SERVING_SIZES = (1_000, 10_000, 100_000)
 REQUESTS = 200
-EASE_L2 = (20.0, 100.0, 500.0)  # EASE penalties tried on the validation item
+# every tuned baseline gets the same budget: 6 settings, chosen on the validation item
+GRIDS = {
+    "personal frequency/recency": [dict(decay=d) for d in (1.0, 0.95, 0.9, 0.8, 0.6, 0.3)],
+    "Markov + repeats": [dict(blend=b, decay=d) for b in (0.2, 0.4, 0.6) for d in (0.9, 0.6)],
+    "SKNN": [dict(k=k, decay=d) for k in (20, 50, 200) for d in (0.9, 0.6)],
+    "EASE": [dict(l2=v) for v in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)],
+}
 HNSW_EF_SEARCH = 256
 IVF_NPROBE = 32
 
@@ -82,8 +95,12 @@ dev = runtime.start(DEVICE, SEED, threads=THREADS)
 faiss.omp_set_num_threads(THREADS)
 if dev.type == "cuda":  # a GPU affords a bigger model and longer sequences
     N_USERS, MAX_LEN, DIM, EPOCHS, PATIENCE = 3000, 30, 64, 60, 4
+if DATASET != "shop":  # a fixed test set: seeds only vary order and training
+    SEEDS = min(SEEDS, PUBLIC_SEEDS)
 settings = dict(device=str(dev), n_users=N_USERS, max_len=MAX_LEN, dim=DIM, heads=HEADS,
-                layers=LAYERS, epochs=EPOCHS, pretrain_epochs=PRETRAIN_EPOCHS)  # fmt: skip
+                layers=LAYERS, epochs=EPOCHS, pretrain_epochs=PRETRAIN_EPOCHS, seeds=SEEDS)  # fmt: skip
+if DATASET != "shop":  # fewer seeds, sampled users, capped sequences: said, and printed
+    settings.update(public_users=PUBLIC_USERS, max_events=MAX_EVENTS)
 print(settings)
 
 # %% [markdown]
@@ -135,6 +152,17 @@ def load_sequences(seed: int):
     return sessions.load(DATASET, path=DATA_PATH, seed=seed)
 
 
+def user_split(d) -> sequences.LeaveLastOut:
+    """Leave-last-out of every user's sequence; on public data a fixed sample of PUBLIC_USERS
+    users (the same in every seed, so users pair across seeds) and their last MAX_EVENTS."""
+    seqs = sequences.user_sequences(d.events, d.n_users, d.n_items)
+    if DATASET != "shop":
+        chosen = np.zeros(d.n_users, dtype=bool)
+        chosen[np.random.default_rng(SEED).permutation(d.n_users)[:PUBLIC_USERS]] = True
+        seqs = [s[-MAX_EVENTS:] if chosen[u] else s[:0] for u, s in enumerate(seqs)]
+    return sequences.leave_last_out(seqs)
+
+
 data = load_sequences(SEED)
 print(data)
 if data.truth is not None:
@@ -154,10 +182,11 @@ print(one[cols].assign(item=data.items[label].to_numpy()[one[ITEM]]).head(12).to
 # consumables, Online Retail) items already in the history stay candidates — repeat purchases
 # are part of the task; where they do not (a MovieLens rating is given once) they are removed
 # for every model. The rule is decided by the data (more than 1 % repeats in training).
+# On public data, for run time, a fixed random sample of `PUBLIC_USERS` users keeps its latest
+# `MAX_EVENTS` events, and `PUBLIC_SEEDS` seeds run (the settings printed above say so).
 
 # %%
-seqs = sequences.user_sequences(data.events, data.n_users, data.n_items)
-split = sequences.leave_last_out(seqs)
+split = user_split(data)
 repeat_share = split.repeat_share()
 ALLOW_REPEATS = repeat_share > 0.01
 print(f"{len(split.users)} shoppers with >= 3 events; training events that re-buy an item "
@@ -180,8 +209,16 @@ toy = sequences.SequenceModel(n_items=10, dim=8, heads=2, layers=1, max_len=5)
 print((toy.attention([3, 1, 4, 1, 5])[0].mean(axis=0) > 0).astype(int))
 
 # %% [markdown]
-# One training run on the first seed, with a progress bar and early stopping on the validation
-# item's loss (the best epoch's weights are kept).
+# **Positions, the SASRec way.** Histories are padded on the left and a position counts back
+# from the latest event (0 = the event just before the prediction). Leave-last-out holds back
+# each shopper's last two events, so the histories scored at validation and test time are one
+# and two events longer than any training window: positions past the longest training window
+# would be read through embeddings that never received a gradient (still random). So training
+# sets `model.window` to its longest window and scoring reads that many latest events
+# (`tests/test_sequences.py` checks that every position read at serving time moved in training).
+#
+# One training run on the first world, with a progress bar and early stopping on the
+# validation item's loss (the best epoch's weights are kept).
 
 
 # %%
@@ -202,130 +239,196 @@ def train(model, split, seed, desc="next-item", progress=True):
 
 model = new_model(SEED)
 history = train(model, split, SEED)
-print(f"best epoch {history.best_epoch}, {history.seconds:.1f} s")
+print(f"best epoch {history.best_epoch}, {history.seconds:.1f} s; the model reads the latest "
+      f"{model.window} events (longest training window; max_len {MAX_LEN})")  # fmt: skip
 plots.learning_curves(history.frame, title="next-item cross-entropy (full softmax)")
 plt.show()
 
 # %% [markdown]
-# ## 4. Measured: every model on the same protocol, over seeds
+# ## 4. Measured: self-attention against the strongest simple baselines
 #
-# One `run(seed)` regenerates the shop's sequences, re-splits, and scores:
-# * **popularity** — training counts;
-# * **EASE** — the strongest non-sequential model of the earlier notebooks (item-item ridge on
-#   the shopper's whole history, order ignored; its penalty tuned on the validation item);
-# * **recent items** — the shopper's own items, more recent and more frequent first, then
-#   popularity;
-# * **Markov** — first-order item-to-item transitions from training, smoothed by popularity;
+# Each replicate is a new shop world (`evaluation.replicates`: new shoppers, items, sequences,
+# initialisation and tie-break; on public data the users are the unit). In each, every model
+# scores the whole catalogue for every shopper's test item:
+# * **popularity** — training counts (nothing to tune);
+# * **personal frequency/recency** — the shopper's own items first, by recency-decayed counts,
+#   then popularity (no training; repeat-aware);
+# * **Markov + repeats** — $(1-b)\,P(\text{next}\mid\text{last item}) + b\,$(the history's
+#   decayed item shares): a first-order chain from the training transitions blended with
+#   re-buys (two knobs, no training);
+# * **SKNN** — session-based item-kNN (V-SKNN, Ludewig & Jannach 2018): the $k$ training
+#   sequences most similar to the recency-weighted history vote for their items;
+# * **EASE** — the item-item ridge model of the earlier notebooks (order ignored; its zero
+#   diagonal can never recommend a re-buy);
 # * **self-attention** — the model above; **self-attention + cloze pre-training** — the same
 #   model first trained `PRETRAIN_EPOCHS` epochs on the masked-item task (bidirectional), then
 #   fine-tuned on next-item exactly like the other;
-# * **oracle** — the shop's exact $P(\text{next item} \mid \text{history})$.
+# * **oracle** — the shop's exact $P(\text{next item} \mid \text{history})$ (shop only).
 #
-# NDCG@10 and HR@10 with one relevant item per shopper; ties broken at random with the seed.
+# **Equal budgets.** Each tuned baseline tries the same number of settings (`GRIDS`, 6 each)
+# and keeps the best NDCG@10 on the validation item (training sequences predict their held-out
+# item; test is never looked at). The self-attention models get one setting (chosen when the
+# notebook was written) and early stopping on the same validation item: if anything, the
+# tuning budget favours the baselines. NDCG@10 and HR@10, one relevant item per shopper, ties
+# broken at random with the seed.
 
 # %%
-NON_SEQUENTIAL = ("popularity", "EASE")
 SA, SA_PRE = "self-attention", "self-attention + cloze pre-training"
+tried: dict = {}  # model -> validation NDCG of every setting, first world
+chosen: dict = {}  # (model, seed) -> the settings kept
 kept: dict = {}
 
 
-def ease_model(split, n_items, seed):
-    """EASE on binary histories, its l2 tuned on the validation item."""
-    rows = np.repeat(np.arange(len(split.train)), [len(s) for s in split.train])
-    frame = pd.DataFrame({USER: rows, ITEM: np.concatenate(split.train)})
-    x = baselines.interaction_matrix(frame, len(split.train), n_items)
-    rel_val = np.eye(n_items, dtype=bool)[split.val_target]
+def with_rule(sc: np.ndarray, histories) -> np.ndarray:
+    """The seen-items rule of section 2, applied to every model alike."""
+    sc = np.asarray(sc, dtype=float)
+    if ALLOW_REPEATS:
+        return sc
+    seen = next_item.history_counts(histories, sc.shape[1]).toarray() > 0
+    return np.where(seen, -np.inf, sc)
 
-    def val_ndcg(l2):
-        return metrics.ndcg_at_k(x @ baselines.ease_weights(x, l2), rel_val, TOP_K, seed=seed)
 
-    best = max(EASE_L2, key=val_ndcg)
-    return baselines.ease_weights(x, best)
+def baseline_scorers(s: sequences.LeaveLastOut, n: int) -> dict:
+    """Each tuned baseline as ``score(histories, **settings)``, fitted on training only."""
+    pop = next_item.popularity(s.train, n)
+    counts = next_item.transitions(s.train, n)
+    own_row = np.arange(len(s.train))  # history b belongs to training row b (not a neighbour)
+    x = (next_item.history_counts(s.train, n) > 0).astype(float)
+    ease_w: dict = {}  # one inversion per penalty
+
+    def ease(h, l2):
+        if l2 not in ease_w:
+            ease_w[l2] = baselines.ease_weights(x, l2)
+        return (next_item.history_counts(h, n) > 0).astype(float) @ ease_w[l2]
+
+    return {
+        "personal frequency/recency": lambda h, decay: next_item.personal_scores(h, n, pop, decay),
+        "Markov + repeats": lambda h, **c: next_item.markov_repeat_scores(counts, h, pop, **c),
+        "SKNN": lambda h, **c: next_item.sknn_scores(s.train, h, n, pop, self_rows=own_row, **c),
+        "EASE": ease,
+    }, pop
+
+
+def per_user(sc: np.ndarray, s: sequences.LeaveLastOut, seed: int) -> pd.DataFrame:
+    relevant = np.zeros(sc.shape, dtype=bool)
+    relevant[np.arange(len(s.users)), s.test_target] = True
+    frame = metrics.per_user_metrics(with_rule(sc, s.test_history), relevant, TOP_K, seed=seed)
+    return frame[["ndcg", "hit_rate"]].set_axis(s.users)
 
 
 def run(seed: int) -> dict:
     runtime.seed_everything(seed)
     d = data if seed == SEED else load_sequences(seed)
-    s = (
-        split
-        if seed == SEED
-        else sequences.leave_last_out(sequences.user_sequences(d.events, d.n_users, d.n_items))
-    )
+    s = split if seed == SEED else user_split(d)
     n = d.n_items
-    pop = np.bincount(np.concatenate(s.train), minlength=n).astype(float)
-    scores = {"popularity": np.broadcast_to(pop, (len(s.users), n))}
-    seen = sequences.history_matrix(s.test_history, n) > 0
-    scores["EASE"] = seen.astype(float) @ ease_model(s, n, seed)
-    scores["recent items"] = sequences.recent_scores(s.test_history, n, pop)
-    scores["Markov"] = sequences.markov_scores(s.train, s.test_history, n)
+    scorers, pop = baseline_scorers(s, n)
+    out = {"popularity": per_user(np.broadcast_to(pop, (len(s.users), n)), s, seed)}
+    for name, score in scorers.items():
+        best, table = next_item.tune(
+            lambda f=score, **c: with_rule(f(s.train, **c), s.train), GRIDS[name], s.val_target,
+            TOP_K, seed,
+        )  # fmt: skip
+        chosen[name, seed] = best
+        tried.setdefault(name, table)
+        out[name] = per_user(score(s.test_history, **best), s, seed)
     m = model if seed == SEED else new_model(seed)
     if seed != SEED:
         train(m, s, seed, progress=False)
-    scores[SA] = sequences.score_next(m, s.test_history)
+    out[SA] = per_user(sequences.score_next(m, s.test_history), s, seed)
     pre = new_model(seed)
     sequences.pretrain_cloze(pre.to(dev), s.train, epochs=PRETRAIN_EPOCHS, batch_size=BATCH_SIZE,
                       lr=LEARNING_RATE, device=dev, seed=seed, progress=False)  # fmt: skip
     train(pre, s, seed, progress=False)
-    scores[SA_PRE] = sequences.score_next(pre, s.test_history)
+    out[SA_PRE] = per_user(sequences.score_next(pre, s.test_history), s, seed)
     if d.truth is not None:
-        scores["oracle"] = d.truth.next_item_probabilities(s.users, s.test_history)
-    relevant = np.eye(n, dtype=bool)[s.test_target]
-    out = {}
-    for name, sc in scores.items():
-        sc = np.asarray(sc, dtype=float)
-        if not ALLOW_REPEATS:
-            sc = np.where(seen, -np.inf, sc)
-        out[name] = {
-            "ndcg": metrics.ndcg_at_k(sc, relevant, TOP_K, seed=seed),
-            "hit_rate": metrics.hit_rate_at_k(sc, relevant, TOP_K, seed=seed),
-        }
+        probs = d.truth.next_item_probabilities(s.users, s.test_history)
+        out["oracle"] = per_user(probs, s, seed)
     if seed == SEED:
         kept.update(pretrained=pre, popularity=pop)
     return out
 
 
-cmp = evaluation.compare(run, seeds=range(SEED, SEED + SEEDS), desc="seeds")
+EVAL_SEEDS = evaluation.evaluation_seeds(SEED, SEEDS)
+t_cmp = time.perf_counter()
+cmp = evaluation.replicates(run, EVAL_SEEDS, DATASET, desc="replicates")
 table = cmp.table(["ndcg", "hit_rate"])
-print(cmp.summary(["ndcg", "hit_rate"]).to_string())
+summary = cmp.summary(["ndcg", "hit_rate"])
+summary["configs tried"] = [len(GRIDS.get(m, [None])) for m in summary.index]
+print(f"{cmp.unit}; {time.perf_counter() - t_cmp:.0f} s")
+print(summary.to_string())
+
+# %% [markdown]
+# The settings each baseline kept in each replicate (chosen on validation), and the
+# validation NDCG@10 of every setting tried in the first one:
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+print(pd.Series({f"{m} (seed {sd})": ", ".join(f"{k}={v}" for k, v in c.items())
+                 for (m, sd), c in chosen.items()}).to_string())  # fmt: skip
+print(pd.concat(tried).round(4).to_string())
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
 nd = table["ndcg"]
 ax.barh(nd.index, nd["mean"], xerr=[nd["mean"] - nd["lo"], nd["hi"] - nd["mean"]], color="C0")
 ax.invert_yaxis()
-ax.set_xlabel(f"NDCG@{TOP_K} (mean, 95 % interval over {SEEDS} seeds)")
+ax.set_xlabel(f"NDCG@{TOP_K}: mean, 95 % interval over {cmp.unit}")
 ax.set_title(f"next item, leave-last-out, {DATASET}")
 plt.show()
 
 # %% [markdown]
 # ### Verdicts
 #
-# The goal: the self-attention model beats every non-sequential baseline (the best of
-# popularity and EASE) with the paired interval of the difference above zero. The sequential
-# baselines (recent items, Markov) are reported the same way; they are the harder test.
+# The headline: self-attention against the **best baseline of any kind** (the baseline with
+# the highest mean test NDCG; picking it on test can only favour the baseline), whatever the
+# sign, decided on the paired difference over replicates. Then each baseline on its own, and
+# pre-training.
 
 # %%
-best_static = max(NON_SEQUENTIAL, key=lambda m: table.loc[m, ("ndcg", "mean")])
-gain = cmp.difference(SA, best_static, "ndcg")
-evaluation.verdict(f"self-attention beats the best non-sequential model ({best_static}) on NDCG",
-                   gain)  # fmt: skip
-if best_static != "popularity":
-    evaluation.verdict("self-attention beats popularity on NDCG",
-                       cmp.difference(SA, "popularity", "ndcg"))  # fmt: skip
-for other in ("Markov", "recent items"):
-    evaluation.verdict(f"self-attention beats {other} on NDCG", cmp.difference(SA, other, "ndcg"))
+BASELINES = [m for m in cmp.models if m not in (SA, SA_PRE, "oracle")]
+best_base = max(BASELINES, key=lambda m: table.loc[m, ("ndcg", "mean")])
+gain = cmp.difference(SA, best_base, "ndcg")
+headline = evaluation.verdict(
+    f"self-attention beats the best baseline of any kind ({best_base}) on NDCG@{TOP_K}", gain
+)
+words = {}
+for other in BASELINES:
+    if other != best_base:
+        words[other] = evaluation.verdict(f"self-attention beats {other} on NDCG@{TOP_K}",
+                                          cmp.difference(SA, other, "ndcg"))  # fmt: skip
 pre_effect = cmp.difference(SA_PRE, SA, "ndcg")
-evaluation.verdict("cloze pre-training then fine-tuning beats training from scratch (NDCG)",
-                   pre_effect)  # fmt: skip
-recbook.record("next_item_ndcg10_gain", gain.mean)
-recbook.record("next_item_ndcg10_gain_lo", gain.lo)
+pre_word = evaluation.verdict("cloze pre-training then fine-tuning beats training from scratch "
+                              f"(NDCG@{TOP_K})", pre_effect)  # fmt: skip
+static = max(("popularity", "EASE"), key=lambda m: table.loc[m, ("ndcg", "mean")])
+static_gain = cmp.difference(SA, static, "ndcg")
+print(f"self-attention minus the best non-sequential model ({static}): {static_gain} NDCG")
+recbook.record("next_item_ndcg10_gain_over_best_baseline", gain.mean)
+recbook.record("next_item_ndcg10_gain_over_best_baseline_lo", gain.lo)
+recbook.record("next_item_best_baseline", best_base)
+recbook.record("next_item_ndcg10_gain", static_gain.mean)  # over popularity / EASE only
+recbook.record("next_item_ndcg10_gain_lo", static_gain.lo)
 recbook.record("next_item_ndcg10_self_attention", table.loc[SA, ("ndcg", "mean")])
 recbook.record("next_item_ndcg10_pretraining_effect", pre_effect.mean)
 if "oracle" in cmp.models:
     gap = cmp.difference("oracle", SA, "ndcg")
-    print(f"gap to the oracle: {gap} NDCG ({gap.mean / table.loc['oracle', ('ndcg', 'mean')]:.0%} "
-          "of the oracle's NDCG)")  # fmt: skip
-    recbook.record("next_item_ndcg10_oracle", table.loc["oracle", ("ndcg", "mean")])
+    oracle_nd = table.loc["oracle", ("ndcg", "mean")]
+    print(f"gap of self-attention to the oracle: {gap} NDCG ({gap.mean / oracle_nd:.0%} of the "
+          "oracle's NDCG)")  # fmt: skip
+    first = table.loc["Markov + repeats", ("ndcg", "mean")] / oracle_nd
+    print(
+        f"the first-order chain + repeats reaches {first:.0%} of the oracle's NDCG; the rest "
+        "is what a model of longer range (the hidden, persisting intent) could add"
+    )
+    recbook.record("next_item_ndcg10_oracle", oracle_nd)
+
+# %% [markdown]
+# How to read it: if the best baseline is a counting model, a Transformer trained on these
+# sequences has not earned its training cost *here* — the field's lesson too: on many
+# session and next-item benchmarks, well-tuned nearest-neighbour and Markov/repeat baselines
+# match or beat neural models (Ludewig & Jannach 2018; Dacrema, Cremonesi & Jannach 2019,
+# "Are we really making much progress?"). The shop's sessions mix a first-order part
+# (complements follow the previous item), re-buys of consumables, and a hidden intent that
+# persists across events; the last printed line says how much of the oracle a first-order
+# chain with repeats already reaches, i.e. how much room longer-range structure leaves.
 
 # %% [markdown]
 # Pre-training on the *same* sequences the model is then fine-tuned on gives it no data it has
@@ -434,24 +537,39 @@ plt.show()
 # %% [markdown]
 # ## 7. Takeaways
 #
+# What this run found, printed from its verdicts (another `SEED` or `DATASET` may print
+# other words):
+
+# %%
+what = f"NDCG@{TOP_K} on {DATASET}, {gain.describe()}"
+lines = [evaluation.in_words(headline, "self-attention", f"the best baseline ({best_base})", what)]
+lines += [evaluation.in_words(w, "self-attention", other, what) for other, w in words.items()]
+lines.append(evaluation.in_words(pre_word, "cloze pre-training + fine-tuning",
+                                 "training from scratch", what))  # fmt: skip
+print("\n".join(f"* {line}" for line in lines))
+
+# %% [markdown]
 # * A behaviour sequence is a sentence whose words are items: item + position embeddings,
-#   causal multi-head self-attention, and the item table as output layer make a next-item model
-#   that uses *order* (intent, complements, repeats) — which a model of the whole history
-#   (EASE, MF) cannot. The table above says by how much, with intervals, and how far from the
-#   oracle it still is.
+#   causal multi-head self-attention, and the item table as output layer make a next-item
+#   model that can use order. Whether it uses order *better than counting* is the verdict
+#   above: the baselines are tuned with the same budget, and one of them is the headline's
+#   comparator whatever its kind.
 # * The articles' missing pieces matter: without the causal mask the model would be trained on
 #   the answer; a full softmax over the catalogue is cheap at this size and avoids the
-#   miscalibration of few-negative sampled losses.
+#   miscalibration of few-negative sampled losses; and positions must be counted so that
+#   serving reads only positions training reached (section 3).
 # * Self-supervised pre-training is a claim to measure, not to assume — see its verdict.
 # * "Real time" is one forward pass per event plus a top-k search; exact search grows linearly
-#   with the catalogue, an ANN index stays near-flat at a recall cost measured above (small on
-#   the default run; timings depend on the machine).
+#   with the catalogue, and the table in section 6 (b) shows what each index costs and finds
+#   on this machine (`benchmarks/serving.py` measures it at a million items).
 #
-# **Exercises.** (1) Drop the causal mask in training (`causal=False` in `train_next_item`'s
-# model) and watch validation loss collapse while test NDCG does not follow. (2) Raise the
-# shop's `complement_rate` (`sessions.load(..., complement_rate=0.5)`) and see which baseline
-# gains. (3) Replace the full softmax by a sampled one with 1 negative and compare.
-# (4) Tune HNSW's `ef_search` until recall@10 ≥ 0.95 and read off the latency.
+# **Exercises.** (1) Drop the causal mask in training: `sequences.train_next_item(...,
+# causal=False)` on a fresh `new_model(SEED)`. Predict first which curve collapses. (It is the
+# *training* loss: each position now sees the very item it must predict. The validation item
+# is never in its own input, so validation loss — and test NDCG — do not follow.)
+# (2) Raise the shop's `complement_rate` (`sessions.load(..., complement_rate=0.5)`) and see
+# which baseline gains. (3) Replace the full softmax by a sampled one with 1 negative and
+# compare. (4) Tune HNSW's `ef_search` until recall@10 ≥ 0.95 and read off the latency.
 
 # %%
 print(f"total {time.perf_counter() - T_START:.0f} s")

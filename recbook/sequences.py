@@ -2,9 +2,13 @@
 (SASRec-style) and masked-item pre-training (BERT4Rec-style cloze).
 
 Tokens: item ``j`` is token ``j + 1``; ``0`` pads, ``n_items + 1`` is the cloze ``[MASK]``.
-Sequences are padded on the right, so position ``p`` is always "the p-th event of the window"
-for training and for serving alike, and a causal mask alone keeps every real position from
-seeing padding (padding only ever follows it).
+Sequences are padded on the **left** and positions are counted back from the latest event
+(SASRec): position 0 is always "the event just before the prediction", for training and serving
+alike. Training windows are cut from the end of each sequence, and a trained model reads at
+most as many events as its longest training window (``model.window``), so every position used
+at validation or serving time has received a gradient (a history longer than any training
+window would otherwise be read through position embeddings that never moved from their
+random initialisation).
 
 Loss: full-softmax cross-entropy over the whole catalogue. With ~1000 items the full softmax
 costs little, and sampled losses with few negatives are known to under-train and mis-rank
@@ -82,48 +86,6 @@ def leave_last_out(sequences: Sequence[np.ndarray], min_length: int = 3) -> Leav
     )
 
 
-def history_matrix(histories: Sequence[Any], n_items: int, decay: float = 1.0) -> np.ndarray:
-    """Dense (B, n_items) counts of each history's items, the most recent weighted 1 and each
-    step back by ``decay`` (``decay=1``: plain counts)."""
-    out = np.zeros((len(histories), n_items))
-    for b, h in enumerate(histories):
-        arr = _check_history(h, n_items, f"history {b}")
-        np.add.at(out[b], arr, decay ** np.arange(len(arr))[::-1])
-    return out
-
-
-def recent_scores(histories: Sequence[Any], n_items: int, popularity: Any, decay: float = 0.8):
-    """The "your own recent items" baseline: items of the history, the more recent and the
-    more frequent the higher; the rest of the list is filled by popularity (always below)."""
-    pop = checks.finite_array(popularity, "popularity")
-    own = history_matrix(histories, n_items, checks.fraction(decay, "decay"))
-    return np.where(own > 0, 1.0 + own, 0.0) + 0.5 * pop[None, :] / (pop.max() or 1.0)
-
-
-def markov_scores(
-    train: Sequence[Any], histories: Sequence[Any], n_items: int, smoothing: float = 0.1
-) -> np.ndarray:
-    """First-order item-to-item Markov chain: P(next | last item) from the training
-    transitions, smoothed towards popularity with ``smoothing`` pseudo-transitions."""
-    counts = np.zeros((n_items, n_items))
-    for b, s in enumerate(train):
-        arr = _check_history(s, n_items, f"train sequence {b}")
-        np.add.at(counts, (arr[:-1], arr[1:]), 1.0)
-    pop = np.bincount(
-        np.concatenate([np.asarray(s, dtype=np.int64) for s in train]), minlength=n_items
-    ).astype(float)
-    pop /= pop.sum()
-    last = []
-    for b, h in enumerate(histories):
-        arr = _check_history(h, n_items, f"history {b}")
-        if len(arr) == 0:
-            raise ValueError(f"history {b} is empty: the Markov chain needs a last item")
-        last.append(arr[-1])
-    rows = counts[np.array(last)]
-    s = checks.number(smoothing, "smoothing", non_negative=True)
-    return (rows + s * pop) / (rows.sum(axis=1, keepdims=True) + s)
-
-
 def _check_history(history: Any, n_items: int, what: str) -> np.ndarray:
     arr = np.asarray(history)
     if arr.ndim != 1:
@@ -131,12 +93,10 @@ def _check_history(history: Any, n_items: int, what: str) -> np.ndarray:
     return checks.ids(arr, n_items, what)
 
 
-def pad_right(
-    histories: Sequence[Any], n_items: int, max_len: int, allow_empty: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token matrix ``(B, L)`` (items + 1, right-padded with 0) of the **last** ``max_len``
-    items of each history, and each row's length. Ids outside ``0..n_items-1`` are an error;
-    an empty history is one too unless ``allow_empty``."""
+def _cut(
+    histories: Sequence[Any], n_items: int, max_len: int, allow_empty: bool
+) -> list[np.ndarray]:
+    """The last ``max_len`` items of each history, checked."""
     checks.integer(max_len, "max_len", minimum=1)
     rows = []
     for b, h in enumerate(histories):
@@ -147,33 +107,46 @@ def pad_right(
                 "visitors with a non-personal fallback (e.g. popularity)"
             )
         rows.append(arr[-max_len:])
+    return rows
+
+
+def pad_left(
+    histories: Sequence[Any], n_items: int, max_len: int, allow_empty: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token matrix ``(B, L)`` (items + 1, left-padded with 0) of the **last** ``max_len``
+    items of each history, and each row's length: every row's latest item sits in the last
+    column, which is what the model reads (positions count back from there). Ids outside
+    ``0..n_items-1`` are an error; an empty history is one too unless ``allow_empty``."""
+    rows = _cut(histories, n_items, max_len, allow_empty)
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    tokens = np.zeros((len(rows), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
+    width = max(1, int(lengths.max(initial=0)))
+    tokens = np.zeros((len(rows), width), dtype=np.int64)
     for b, r in enumerate(rows):
-        tokens[b, : len(r)] = r + 1
+        tokens[b, width - len(r) :] = r + 1
     return tokens, lengths
 
 
 def next_item_windows(
     sequences: Sequence[Any], n_items: int, max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training pairs for next-item prediction: each sequence is cut into windows of
-    ``max_len + 1`` items (consecutive windows share one item, so every transition is a
-    target exactly once); input = window[:-1], target = window[1:] (``IGNORE`` on padding)."""
+    """Training pairs for next-item prediction: each sequence is cut, from its end, into
+    windows of ``max_len + 1`` items (consecutive windows share one item, so every transition
+    is a target exactly once); input = window[:-1], target = window[1:], left-padded
+    (``IGNORE`` on padding). The width is the longest window: the positions it trains."""
     checks.integer(max_len, "max_len", minimum=1)
     inputs, targets = [], []
     for b, s in enumerate(sequences):
         arr = _check_history(s, n_items, f"sequence {b}")
-        for start in range(0, max(len(arr) - 1, 0), max_len):
-            w = arr[start : start + max_len + 1]
-            inputs.append(w[:-1])
-            targets.append(w[1:])
+        for end in range(len(arr) - 1, 0, -max_len):
+            start = max(0, end - max_len)
+            inputs.append(arr[start:end])
+            targets.append(arr[start + 1 : end + 1])
     if not inputs:
         raise ValueError("no sequence has two or more items: nothing to learn transitions from")
-    tok, lengths = pad_right(inputs, n_items, max_len)
+    tok, _ = pad_left(inputs, n_items, max_len)
     tgt = np.full(tok.shape, IGNORE, dtype=np.int64)
     for b, t in enumerate(targets):
-        tgt[b, : len(t)] = t
+        tgt[b, tok.shape[1] - len(t) :] = t
     return torch.from_numpy(tok), torch.from_numpy(tgt)
 
 
@@ -181,12 +154,12 @@ def last_item_targets(
     histories: Sequence[Any], targets: Any, n_items: int, max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation pairs: the loss is taken at the last position only (the held-out item)."""
-    tok, lengths = pad_right(histories, n_items, max_len)
+    tok, _ = pad_left(histories, n_items, max_len)
     target = checks.ids(np.asarray(targets).reshape(-1), n_items, "targets")
     if len(target) != len(tok):
         raise ValueError(f"{len(tok)} histories but {len(target)} targets")
     tgt = np.full(tok.shape, IGNORE, dtype=np.int64)
-    tgt[np.arange(len(tok)), lengths - 1] = target
+    tgt[:, -1] = target
     return torch.from_numpy(tok), torch.from_numpy(tgt)
 
 
@@ -199,10 +172,10 @@ def cloze_mask(
     real = tokens > 0
     # draws come from the (CPU) generator so masks do not depend on where the tokens live
     draw = torch.rand(tokens.shape, generator=generator).to(tokens.device) < mask_prob
-    lengths = real.sum(dim=1)
-    forced = (torch.rand(len(tokens), generator=generator).to(tokens.device) * lengths).long()
-    rows = torch.arange(len(tokens), device=tokens.device)
-    draw[rows, forced.clamp(max=tokens.shape[1] - 1)] = True
+    # one forced position per row, uniform over its real tokens (wherever the padding is)
+    pick = torch.rand(tokens.shape, generator=generator).to(tokens.device)
+    forced = pick.masked_fill(~real, -1.0).argmax(dim=1)
+    draw[torch.arange(len(tokens), device=tokens.device), forced] = True
     hide = draw & real
     masked = torch.where(hide, torch.full_like(tokens, n_items + 1), tokens)
     target = torch.where(hide, tokens - 1, torch.full_like(tokens, IGNORE))
@@ -271,6 +244,11 @@ class SequenceModel(nn.Module):
     ``causal=True`` (SASRec) lets position ``t`` attend to positions ``<= t`` only, so the
     output at ``t`` predicts item ``t + 1``. ``causal=False`` (BERT4Rec) sees both sides and is
     trained on the cloze task; its weights can then start a causal model.
+
+    Inputs are left-padded; the position embedding of a slot is its distance from the last
+    column (0 = the latest event). ``window`` is how many of the latest events the model reads
+    when scoring: ``max_len`` until :func:`train_next_item` sets it to the longest training
+    window, so serving never reads a position that training left untouched.
     """
 
     def __init__(
@@ -290,7 +268,7 @@ class SequenceModel(nn.Module):
         if dim % checks.integer(heads, "heads", minimum=1):
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
         checks.integer(layers, "layers", minimum=1)
-        self.causal = causal
+        self.causal, self.heads, self.window = causal, heads, max_len
         self.item = nn.Embedding(n_items + 2, dim, padding_idx=0)  # pad, items, [MASK]
         self.position = nn.Embedding(max_len, dim)
         self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(layers))
@@ -303,20 +281,34 @@ class SequenceModel(nn.Module):
             self.item.weight[0].zero_()
 
     def _masks(self, tokens: torch.Tensor, causal: bool):
+        """(attn_mask, key_padding_mask); True = may not attend. Padding sits on the left, so
+        a causal mask alone would let real items see it: pads are masked as keys, and a pad
+        query sees only itself (a fully masked row would make NaN)."""
         length = tokens.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len={self.max_len}")
-        if causal:  # True = may not attend; padding follows every real item, so no pad mask
-            mask = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
-            return mask, None
-        return None, tokens == 0
+        pad = tokens == 0
+        if not causal:
+            return None, pad
+        dev = tokens.device
+        future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=dev), 1)
+        if not bool(pad.any()):
+            return future, None
+        blocked = (future[None] | pad[:, None, :]) & ~torch.eye(
+            length, dtype=torch.bool, device=dev
+        )
+        return blocked.repeat_interleave(self.heads, dim=0), None
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Item + position embeddings; the position counts back from the last column."""
+        pos = torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)
+        return self.item(tokens) + self.position(pos)[None]
 
     def hidden(self, tokens: torch.Tensor, causal: bool | None = None) -> torch.Tensor:
-        """Contextual state ``(B, L, dim)`` of every position."""
+        """Contextual state ``(B, L, dim)`` of every position (tokens left-padded)."""
         causal = self.causal if causal is None else causal
         attn_mask, pad_mask = self._masks(tokens, causal)
-        pos = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.drop(self.item(tokens) + self.position(pos)[None])
+        x = self.drop(self._embed(tokens))
         for block in self.blocks:
             x, _ = block(x, attn_mask, pad_mask)
         return self.norm(x)
@@ -336,11 +328,10 @@ class SequenceModel(nn.Module):
         """Attention weights ``(heads, L, L)`` of each layer for one history (eval mode)."""
         was = self.training
         self.eval()
-        tok, _ = pad_right([history], self.n_items, self.max_len)
+        tok, _ = pad_left([history], self.n_items, self.window)
         tok = torch.from_numpy(tok).to(self.item.weight.device)
         attn_mask, pad_mask = self._masks(tok, self.causal)
-        pos = torch.arange(tok.shape[1], device=tok.device)
-        x = self.item(tok) + self.position(pos)[None]
+        x = self._embed(tok)
         maps = []
         for block in self.blocks:
             x, w = block(x, attn_mask, pad_mask, need_weights=True)
@@ -382,20 +373,30 @@ def train_next_item(
     seed: int = 0,
     progress: bool = True,
     desc: str = "next-item",
+    causal: bool = True,
 ) -> training.History:
     """Train the causal model on every transition of ``sequences`` with early stopping on the
-    next-item loss of the validation items (best weights restored)."""
+    next-item loss of the validation items (best weights restored). Sets ``model.window`` to
+    the longest training window: scoring then reads no position training has not reached.
+
+    ``causal=False`` drops the mask during training only (an exercise: each position then sees
+    the item it must predict, so the *training* loss collapses while validation, whose item is
+    never in the input, does not follow)."""
     if not model.causal:
-        raise ValueError("train_next_item needs a causal model (SequenceModel(causal=True))")
+        raise ValueError(
+            "train_next_item needs a causal model (SequenceModel(causal=True)); to see what "
+            "the mask prevents, pass causal=False to train_next_item instead"
+        )
     device = torch.device(device)
     x, y = next_item_windows(sequences, model.n_items, model.max_len)
-    vx, vy = last_item_targets(val_histories, val_targets, model.n_items, model.max_len)
+    model.window = int(x.shape[1])
+    vx, vy = last_item_targets(val_histories, val_targets, model.n_items, model.window)
     x, y, vx, vy = (t.to(device) for t in (x, y, vx, vy))
     train = training.TensorBatches(x, y, y, batch_size=batch_size, seed=seed)
     val = training.TensorBatches(vx, vy, vy, batch_size=1024, shuffle=False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     return training.fit(
-        _AtTargets(model, causal=True),
+        _AtTargets(model, causal=bool(causal)),
         train,
         _loss_at_targets,
         optimizer=opt,
@@ -429,7 +430,7 @@ def pretrain_cloze(
         for a in range(0, len(s), model.max_len)
         if len(s)
     ]
-    tok, _ = pad_right(windows, model.n_items, model.max_len)
+    tok, _ = pad_left(windows, model.n_items, model.max_len)
     batches = ClozeBatches(
         torch.from_numpy(tok).to(device), model.n_items, mask_prob, batch_size, seed
     )
@@ -452,19 +453,17 @@ def user_states(
 ) -> torch.Tensor:
     """The state after each history, ``(B, dim)``: the causal output at its last event.
 
-    Longer histories are cut to the last ``max_len`` events; empty ones and unknown item ids
-    are errors (see :func:`pad_right`).
+    Longer histories are cut to the last ``model.window`` events (after training: the
+    longest training window); empty ones and unknown item ids are errors (see :func:`pad_left`).
     """
     was = model.training
     model.eval()
-    tok, lengths = pad_right(histories, model.n_items, model.max_len)
+    tok, _ = pad_left(histories, model.n_items, model.window)
     dev = model.item.weight.device
     out = []
     for a in range(0, len(tok), batch_size):
         t = torch.from_numpy(tok[a : a + batch_size]).to(dev)
-        h = model.hidden(t, causal=True)
-        last = torch.from_numpy(lengths[a : a + batch_size] - 1).to(dev)
-        out.append(h[torch.arange(len(t), device=dev), last])
+        out.append(model.hidden(t, causal=True)[:, -1])  # left-padded: the latest is last
     model.train(was)
     return torch.cat(out)
 

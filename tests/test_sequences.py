@@ -30,14 +30,9 @@ def test_user_sequences_orders_by_time_and_keeps_empty_users():
     assert [s.tolist() for s in seqs] == [[2], [3, 4, 5], []]
 
 
-def test_pad_right_keeps_the_last_items_and_shifts_ids():
-    tok, lengths = sq.pad_right([[1, 2, 3, 4], [0]], n_items=5, max_len=3)
-    assert tok.tolist() == [[3, 4, 5], [1, 0, 0]] and lengths.tolist() == [3, 1]
-
-
 def test_unknown_ids_and_empty_histories_are_clear_errors(model):
     with pytest.raises(ValueError, match=r"history 1 must lie in 0\.\.19"):
-        sq.pad_right([[1], [25]], n_items=20, max_len=4)
+        sq.pad_left([[1], [25]], n_items=20, max_len=4)
     with pytest.raises(ValueError, match="history 0 is empty.*fallback"):
         sq.score_next(model, [[]])
     with pytest.raises(ValueError, match="must hold integer ids"):
@@ -130,3 +125,35 @@ def test_attention_maps_are_causal_rows_that_sum_to_one(model):
     assert len(maps) == 2 and maps[0].shape == (2, 4, 4)
     assert np.allclose(maps[0].sum(axis=-1), 1.0, atol=1e-5)
     assert np.allclose(np.triu(maps[1], 1), 0.0)
+
+
+def test_every_position_read_at_serving_was_trained():
+    """Leave-last-out serves histories longer than any training window (the last two items
+    are held back): the trained model reads only positions training reached, each of which
+    moved, and a longer history is read as its latest ``window`` events."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 12, size=n) for n in rng.integers(3, 9, size=40)]
+    train = [s[:-2] for s in seqs]
+    serve = [s[:-1] for s in seqs]
+    torch.manual_seed(0)
+    m = sq.SequenceModel(n_items=12, dim=8, heads=2, layers=1, max_len=10, dropout=0.0)
+    before = m.position.weight.detach().clone()
+    sq.train_next_item(
+        m, train, train, [s[-2] for s in seqs], epochs=2, patience=2, lr=1e-2, progress=False
+    )
+    assert m.window == max(len(t) for t in train) - 1 < max(len(h) for h in serve)
+    moved = (m.position.weight.detach() - before).abs().sum(dim=1) > 0
+    read = min(m.window, max(len(h) for h in serve))  # positions 0 .. read-1 at serving
+    assert moved[:read].all() and not moved[m.window :].any()
+    long = [h for h in serve if len(h) > m.window]
+    assert np.allclose(
+        sq.score_next(m, long), sq.score_next(m, [h[-m.window :] for h in long]), atol=1e-5
+    )
+
+
+def test_left_padding_keeps_the_last_items_shifts_ids_and_puts_the_latest_last():
+    tok, lengths = sq.pad_left([[1, 2, 3, 4], [0]], n_items=5, max_len=3)
+    assert tok.tolist() == [[3, 4, 5], [0, 0, 1]] and lengths.tolist() == [3, 1]
+    x, y = sq.next_item_windows([np.arange(5)], n_items=10, max_len=3)
+    # windows are cut from the end: the latest transitions fill a whole window
+    assert x.tolist() == [[2, 3, 4], [0, 0, 1]] and y.tolist() == [[2, 3, 4], [-100, -100, 1]]

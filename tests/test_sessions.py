@@ -132,3 +132,18 @@ def test_public_sequences_from_fixtures():
     retail = sessions.load("online-retail", path=root / "online_retail_sample.xlsx")
     assert not retail.events.duplicated([USER, "invoice", ITEM]).any()
     assert retail.truth is None
+
+
+def test_a_public_file_is_read_once_and_each_seed_reorders_it(monkeypatch):
+    root = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+    path = root / "online_retail_sample.xlsx"
+    reads = []
+    real = sessions.load_online_retail
+    monkeypatch.setattr(sessions, "_PUBLIC", {})
+    monkeypatch.setattr(
+        sessions, "load_online_retail", lambda path: reads.append(path) or real(path=path)
+    )
+    a = sessions.load("online-retail", path=path, seed=0)
+    b = sessions.load("online-retail", path=path, seed=0)
+    sessions.load("online-retail", path=path, seed=1)
+    assert len(reads) == 1 and a.events.equals(b.events)

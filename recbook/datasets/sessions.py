@@ -455,6 +455,16 @@ def load(
         shop = load_shop(seed=seed, **(shop_kwargs or {}))
         return from_shop(shop, seed=seed, **kwargs)
     checks.no_extra({**kwargs, **(shop_kwargs or {})}, f"sessions.load({name!r})")
-    if name == "movielens-100k":
-        return from_public(load_movielens("100k", path=path), seed=seed)
-    return from_public(load_online_retail(path=path), seed=seed)
+    key = (name, None if path is None else os.fspath(path))
+    if key not in _PUBLIC:  # a public file is read once; each seed only reorders its baskets
+        _PUBLIC[key] = (
+            load_movielens("100k", path=path)
+            if name == "movielens-100k"
+            else load_online_retail(path=path)
+        )
+    return from_public(_PUBLIC[key], seed=seed)
+
+
+#: Public datasets already read, by (name, path): Online Retail's spreadsheet takes ~20 s to
+#: parse, and a comparison over seeds would otherwise read it once per seed.
+_PUBLIC: dict[tuple[str, str | None], Dataset] = {}
