@@ -151,8 +151,12 @@ def id_columns(
 
 
 def finite_array(values: Any, what: str) -> np.ndarray:
-    """``values`` as a float array with no NaN or infinity."""
-    arr = np.asarray(values, dtype=float)
+    """``values`` as a float array with no NaN or infinity (text such as 'x' is refused by
+    name, not with numpy's bare conversion error)."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must hold numbers, but a value is not one ({exc})") from None
     finite = np.isfinite(arr)
     if not finite.all():
         where = [tuple(int(i) for i in p) if arr.ndim != 1 else int(p[0])
@@ -256,6 +260,39 @@ def delta(value: Any, what: str = "delta", n: int | None = None) -> float:
             "a common choice is 1/n^1.1 or smaller"
         )
     return v
+
+
+def flag(value: Any, what: str) -> bool:
+    """``value`` if it is True or False: a string such as ``"no"`` is truthy and would
+    silently mean yes."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def instance(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """``value`` if it is a ``kind`` (a class or a tuple of them), so a wrong object is named
+    here instead of failing later as an AttributeError deep inside."""
+    if not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(
+            f"{what} must be an instance of {names}, got {type(value).__name__} ({value!r:.60})"
+        )
+    return value
+
+
+def torch_device(value: Any, what: str = "device") -> Any:
+    """``value`` as a ``torch.device`` ("cpu", "cuda", "cuda:0", "mps" or a device), checked
+    before any tensor moves; torch is imported only when this is called."""
+    import torch
+
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{what}={value!r} is not a torch device ({exc}); use 'cpu' or 'cuda'"
+        ) from None
 
 
 def one_of(value: Any, options: Iterable[Any], what: str) -> Any:

@@ -102,6 +102,7 @@ def global_mean_model(
 ) -> MFModel:
     """The simplest baseline: predict the mean training rating for everyone. (``progress`` is
     accepted so :func:`fit` can pass it to every model; there is nothing to show.)"""
+    checks.flag(progress, "progress")
     u, i, r = _triples(train, n_users, n_items, "train")
     return MFModel(
         float(r.mean()),
@@ -133,20 +134,24 @@ def fit_sgd(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    max_bytes: float | None = None,
 ) -> MFModel:
     """Biased MF by SGD on observed ratings (loss: squared error + ``reg`` * squared norms).
 
     Each step takes ``batch_size`` shuffled ratings and applies every rating's own SGD update,
     summed where rows repeat (``np.add.at``): with small batches this is classic per-rating SGD,
     vectorised. With ``val`` and ``patience`` it stops when validation RMSE has not improved for
-    ``patience`` epochs and returns the best epoch's parameters.
+    ``patience`` epochs and returns the best epoch's parameters. ``max_bytes`` raises the
+    memory limit (:data:`recbook.checks.MEMORY_LIMIT`) the factor tables are checked against.
     """
     for name, value in {"rank": rank, "epochs": epochs, "batch_size": batch_size}.items():
         checks.integer(value, name, minimum=1)
     checks.number(lr, "lr", positive=True)
     checks.number(reg, "reg", non_negative=True)
+    checks.number(init_sd, "init_sd", non_negative=True)
     checks.seed(seed)
     u, i, r = _triples(train, n_users, n_items, "train")
+    _check_memory(n_users, n_items, rank, 0, max_bytes, "fit_sgd")
     val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     rng = np.random.default_rng(seed)
     mu = float(r.mean())
@@ -317,6 +322,7 @@ def fit_als(
     patience: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    max_bytes: float | None = None,
 ) -> MFModel:
     """Biased MF by alternating least squares, every row's update in closed form.
 
@@ -326,14 +332,19 @@ def fit_als(
     penalty by the row's rating count, ``reg * n_u``, so ``reg`` is comparable across data sizes;
     with ``weighted=False`` it is ``reg`` itself. The bias coordinate has a constant penalty
     ``bias_reg``, so a bias estimated from one rating is damped towards 0 (a count-scaled penalty
-    would leave it nearly raw). ``rank=0`` fits biases only: the bias baseline.
+    would leave it nearly raw). ``rank=0`` fits biases only: the bias baseline. ``max_bytes``
+    raises the memory limit (:data:`recbook.checks.MEMORY_LIMIT`) the normal equations are
+    checked against.
     """
     checks.integer(iters, "iters", minimum=1)
     checks.integer(rank, "rank", minimum=0)
     checks.number(reg, "reg", non_negative=True)
     checks.number(bias_reg, "bias_reg", non_negative=True)
+    checks.number(init_sd, "init_sd", non_negative=True)
+    checks.flag(weighted, "weighted")
     checks.seed(seed)
     u, i, r = _triples(train, n_users, n_items, "train")
+    _check_memory(n_users, n_items, rank, 0, max_bytes, "fit_als")
     val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
@@ -377,6 +388,8 @@ def als_user_step(
 ) -> np.ndarray:
     """One ALS user step on its own: every user's ``[b_u, p_u]`` given ``model``'s items,
     solved together (what :func:`fit_als` does each iteration; exposed to check it by hand)."""
+    checks.instance(model, MFModel, "model")
+    checks.flag(weighted, "weighted")
     checks.number(reg, "reg", non_negative=True)
     checks.number(bias_reg, "bias_reg", non_negative=True)
     u, i, r = _triples(train, model.n_users, model.n_items, "train")
@@ -435,6 +448,7 @@ def fit_bayes(
     val: pd.DataFrame | None = None,
     seed: int = 0,
     progress: bool = True,
+    max_bytes: float | None = None,
 ) -> MFModel:
     """Bayesian biased MF by Gibbs sampling; predictions averaged over ``samples`` draws.
 
@@ -445,15 +459,18 @@ def fit_bayes(
     Gaussian conditional, whose precision ``alpha X^T X + diag(lambda)`` and mean
     ``P^{-1}(alpha X^T t + lambda * m)`` are the ALS normal equations, then every item, then the
     hyper-parameters. The penalties are learnt from the data, so nothing needs tuning. The
-    first ``burn_in`` sweeps are discarded.
+    first ``burn_in`` sweeps are discarded. ``max_bytes`` raises the memory limit
+    (:data:`recbook.checks.MEMORY_LIMIT`) the kept samples are checked against.
     """
     checks.integer(rank, "rank", minimum=1)
     checks.integer(samples, "samples", minimum=1)
     checks.integer(burn_in, "burn_in", minimum=0)
     checks.number(prior_shape, "prior_shape", positive=True)
     checks.number(prior_rate, "prior_rate", positive=True)
+    checks.number(init_sd, "init_sd", non_negative=True)
     checks.seed(seed)
     u, i, r = _triples(train, n_users, n_items, "train")
+    _check_memory(n_users, n_items, rank, samples, max_bytes, "fit_bayes")
     val_t = _triples(val, n_users, n_items, "val") if val is not None else None
     sides = _Sides(u, i, r, n_users, n_items)
     rng = np.random.default_rng(seed)
@@ -576,20 +593,28 @@ class _Tracker:
     """Per-epoch RMSE history and early stopping that restores the best epoch's parameters."""
 
     def __init__(self, model: MFModel, train_t, val_t, patience: int | None):
-        if patience is not None and (val_t is None or patience < 1):
-            raise ValueError("patience needs a validation set (val=...) and must be >= 1")
+        if patience is not None:
+            checks.integer(patience, "patience", minimum=1)
+            if val_t is None:
+                raise ValueError("patience needs a validation set (val=...)")
         self.model, self.train_t, self.val_t, self.patience = model, train_t, val_t, patience
         self.rows: list[dict[str, float]] = []
         self.best = (np.inf, 0, None)
 
-    def _rmse(self, t) -> float:
+    def _rmse(self, t, epoch: int) -> float:
         u, i, r = t
-        return metrics.rmse(r, self.model.predict(u, i))
+        pred = self.model.predict(u, i)
+        if not np.isfinite(pred).all():  # the data were checked finite: the fit diverged
+            raise ValueError(
+                f"{self.model.method} diverged by epoch {epoch}: its predictions hold NaN or "
+                "infinity; lower lr (or raise reg)"
+            )
+        return metrics.rmse(r, pred)
 
     def step(self, epoch: int, seconds: float) -> bool:
-        row = {"epoch": epoch, "train_rmse": self._rmse(self.train_t)}
+        row = {"epoch": epoch, "train_rmse": self._rmse(self.train_t, epoch)}
         if self.val_t is not None:
-            row["val_rmse"] = self._rmse(self.val_t)
+            row["val_rmse"] = self._rmse(self.val_t, epoch)
             if row["val_rmse"] < self.best[0]:
                 m = self.model
                 state = [
@@ -610,7 +635,7 @@ class _Tracker:
 
 
 def _progress(it, enabled: bool, desc: str):
-    if not enabled:
+    if not checks.flag(enabled, "progress"):
         return it
     from tqdm.auto import tqdm
 
@@ -622,7 +647,21 @@ def _triples(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated (user, item, rating) arrays from a ratings DataFrame (``user_id``,
     ``item_id``, ``rating``)."""
+    checks.integer(n_users, "n_users", minimum=1)
+    checks.integer(n_items, "n_items", minimum=1)
     checks.non_empty(checks.frame(df, (USER, ITEM, RATING), what), what)
     u, i = checks.id_columns(df, n_users, n_items, what)
     r = checks.finite_array(df[RATING].to_numpy(), f"{what}[{RATING!r}]")
     return u, i, r
+
+
+def _check_memory(
+    n_users: int, n_items: int, rank: int, samples: int, max_bytes: float | None, what: str
+) -> None:
+    """Refuse before allocating when the factor tables would not fit: ``[bias, factors]`` of
+    every row (three copies: current, best, update), one ``d x d`` system per row of the
+    larger side (three: Gram, precision, Cholesky) and ``samples`` kept draws."""
+    d = rank + 1
+    rows = n_users + n_items
+    estimate = 8.0 * (3 * rows * d + 3 * max(n_users, n_items) * d * d + 2 * samples * rows * d)
+    checks.memory(estimate, max_bytes, f"{what} with rank {rank}", "lower rank or samples")

@@ -18,6 +18,8 @@ def check_id_batch(
     GPU, so every embedding model checks its batch first. Only each tensor's min and max leave
     the device, and they go through :func:`recbook.checks.ids` like every other id.
     """
+    checks.instance(user, torch.Tensor, "user ids")
+    checks.instance(item, torch.Tensor, "item ids")
     if user.shape != item.shape:
         raise ValueError(f"user and item batches differ in shape: {user.shape} vs {item.shape}")
     if user.numel() == 0:
@@ -49,6 +51,9 @@ class BiasedMF(nn.Module):
         super().__init__()
         for value, what in ((n_users, "n_users"), (n_items, "n_items"), (dim, "dim")):
             checks.integer(value, what, minimum=1)
+        checks.number(global_mean, "global_mean")
+        checks.number(init_std, "init_std", non_negative=True)
+        checks.flag(sparse, "sparse")
         self.n_users, self.n_items = n_users, n_items
         self.user_factors = nn.Embedding(n_users, dim, sparse=sparse)
         self.item_factors = nn.Embedding(n_items, dim, sparse=sparse)
@@ -92,6 +97,7 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        checks.instance(hidden, (tuple, list), "MLP hidden (the layer widths)")
         for value, what in (
             (in_dim, "in_dim"),
             (out_dim, "out_dim"),
@@ -108,6 +114,12 @@ class MLP(nn.Module):
             width = h
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
+        self.in_dim = in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1:] != (self.in_dim,):
+            raise ValueError(
+                f"MLP input has shape {tuple(x.shape)}: its last dimension must be in_dim = "
+                f"{self.in_dim}, the number of features the network was built for"
+            )
         return self.net(x).squeeze(-1)

@@ -30,6 +30,9 @@ class TensorBatches:
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
+        for k, t in enumerate(tensors):
+            checks.instance(t, torch.Tensor, f"TensorBatches tensor {k}")
+        checks.flag(shuffle, "shuffle")
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
             raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
@@ -126,7 +129,12 @@ def fit(
         checks.integer(patience, "patience", minimum=1)
         if val_batches is None:
             raise ValueError("early stopping (patience=) needs val_batches")
-    device = torch.device(device)
+    checks.instance(model, torch.nn.Module, "model")
+    checks.instance(optimizer, torch.optim.Optimizer, "optimizer")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (prediction, target) -> loss, got {loss_fn!r}")
+    checks.flag(progress, "progress")
+    device = checks.torch_device(device)
     model.to(device)
     rows, best_loss, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
     start = time.perf_counter()
@@ -135,6 +143,12 @@ def fit(
         model.train()
         t0, total, count, step = time.perf_counter(), 0.0, 0, 0
         for step, batch in enumerate(train_batches, 1):
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                bar.close()
+                raise TypeError(
+                    f"{desc}: train_batches must yield (*inputs, target) tuples of tensors, got "
+                    f"a {type(batch).__name__}; wrap the tensors in TensorBatches(...)"
+                )
             *inputs, target = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(*inputs), target)
@@ -200,8 +214,7 @@ def compare_timings(
     """
     if reference not in runs:
         raise ValueError(f"reference {reference!r} is not one of the runs {list(runs)}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    checks.integer(repeats, "repeats", minimum=1)
     for run in runs.values():  # warm-up: first-call costs (allocations, lazy imports)
         run()
     seconds: dict[str, list[float]] = {name: [] for name in runs}

@@ -1,11 +1,25 @@
-"""Small rating tables shared by the privacy and DP-SGD tests."""
+"""Small rating tables shared by the privacy and DP-SGD tests; a private cache per test run."""
 
 from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Derived caches (text embeddings, parse caches) of a test run, notebooks included, go to a
+    fresh folder removed at exit, never the user's cache (``$RECBOOK_CACHE`` set by hand wins)."""
+    if "RECBOOK_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="recbook-test-cache-")
+        os.environ["RECBOOK_CACHE"] = folder
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def make_tiny_ratings(n: int = 2000, n_users: int = 40, n_items: int = 30, seed: int = 0):

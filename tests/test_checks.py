@@ -212,3 +212,21 @@ def test_exact_integers_and_at_least_one():
         checks.exact_integers(pd.Series([1.0, 12345.5]), "id")
     with pytest.raises(ValueError, match="ks must be a non-empty 1-D list.*for example"):
         checks.at_least_one((), "ks", "for example (10,)")
+
+
+def test_flag_instance_and_torch_device():
+    assert checks.flag(np.bool_(True), "progress") is True
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            checks.flag(bad, "progress")
+    assert checks.instance([1], (list, tuple), "hidden") == [1]
+    with pytest.raises(TypeError, match="hidden must be an instance of list or tuple, got int"):
+        checks.instance(5, (list, tuple), "hidden")
+    assert str(checks.torch_device("cpu")) == "cpu"
+    with pytest.raises(ValueError, match="device='gpu9' is not a torch device"):
+        checks.torch_device("gpu9")
+
+
+def test_finite_array_names_text_values():
+    with pytest.raises(TypeError, match="rating must hold numbers"):
+        checks.finite_array(np.array([1.0, "x"], dtype=object), "rating")

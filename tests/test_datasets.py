@@ -33,10 +33,12 @@ RETAIL_XLSX = FIX / "online_retail_sample.xlsx"
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch) -> Path:
-    """An empty data folder per test, and no network: any real download attempt fails."""
+    """An empty data folder per test (also its derived-cache folder), and no network: any
+    real download attempt fails."""
     folder = tmp_path / "cache"
     folder.mkdir()
     monkeypatch.setenv("RECBOOK_DATA", str(folder))
+    monkeypatch.setenv("RECBOOK_CACHE", str(folder))
 
     def no_network(self, fname, *args, **kwargs):
         raise AssertionError(f"a test tried to download {fname}")
@@ -123,23 +125,65 @@ def test_ml100k_side_information_and_latin1():
 def test_ml100k_zip_folder_and_single_file_agree(tmp_path):
     local_zip = tmp_path / "my-copy-of-ml-100k.zip"  # not the official name: unverified
     shutil.copy(FIX / "ml-100k.zip", local_zip)
-    loaded = [
-        load_quiet("100k", path=p) for p in (local_zip, FIX / "ml-100k", FIX / "ml-100k" / "u.data")
-    ]
-    for other in loaded[1:]:
-        pd.testing.assert_frame_equal(loaded[0].events, other.events)
-        pd.testing.assert_frame_equal(loaded[0].users, other.users)
-        pd.testing.assert_frame_equal(loaded[0].items, other.items)
+    loaded = [load_quiet("100k", path=p) for p in (local_zip, FIX / "ml-100k")]
+    pd.testing.assert_frame_equal(loaded[0].events, loaded[1].events)
+    pd.testing.assert_frame_equal(loaded[0].users, loaded[1].users)
+    pd.testing.assert_frame_equal(loaded[0].items, loaded[1].items)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unverified, and no side files: only u.data is read
+        alone = datasets.load_movielens("100k", path=FIX / "ml-100k" / "u.data")
+    assert as_raw(alone, alone.events) == as_raw(loaded[0], loaded[0].events)
     assert loaded[0].info["sha256"] == sha256(local_zip)
     assert loaded[1].info["sha256"] == sha256(FIX / "ml-100k" / "u.data")
-    assert not any(ds.info["verified"] for ds in loaded)
+    assert not any(ds.info["verified"] for ds in [*loaded, alone])
+
+
+def test_a_single_file_reads_only_that_file(tmp_path):
+    """path=.../u.data also read every sibling: a planted u.item replaced the titles."""
+    folder = tmp_path / "copy"
+    shutil.copytree(FIX / "ml-100k", folder)
+    items = (folder / "u.item").read_bytes().replace(b"Toy Story", b"PLANTED")
+    (folder / "u.item").write_bytes(items)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ds = datasets.load_movielens("100k", path=folder / "u.data")
+    assert set(ds.info["files_sha256"]) == {"u.data"}
+    assert "title" not in ds.items
+    message = " ".join(str(w.message) for w in record)
+    assert "only the file named is read: pass its folder" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "title" in datasets.load_movielens("100k", path=folder).items  # named folder
+
+
+def test_a_zip_is_hashed_from_the_bytes_it_parses(tmp_path, monkeypatch):
+    """The archive was hashed, then reopened and read again: now it is read once."""
+    local_zip = tmp_path / "copy.zip"
+    shutil.copy(FIX / "ml-100k.zip", local_zip)
+    monkeypatch.setattr(registry, "sha256_file", lambda *a: pytest.fail("second read"))
+    ds = load_quiet("100k", path=local_zip)
+    assert ds.info["sha256"] == sha256(local_zip)
+
+
+def test_a_member_above_the_size_cap_is_refused(tmp_path, monkeypatch):
+    local_zip = tmp_path / "bomb.zip"  # a member that inflates far beyond the zip's size
+    with zipfile.ZipFile(local_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ml-100k/u.data", b"1\t1\t1\t1\n" * 100_000)
+    monkeypatch.setattr(registry, "MAX_FILE_BYTES", local_zip.stat().st_size + 1)
+    with pytest.raises(ValueError, match=r"ml-100k/u.data in .*above the cap of"):
+        datasets.load_movielens("100k", path=local_zip)
+    monkeypatch.setattr(registry, "MAX_FILE_BYTES", 100)
+    with pytest.raises(ValueError, match=r"the zip .* above the cap"):
+        datasets.load_movielens("100k", path=local_zip)
+    with pytest.raises(ValueError, match=r"u.data is .* above the cap"):
+        datasets.load_movielens("100k", path=FIX / "ml-100k")
 
 
 def test_ml100k_ratings_file_alone_warns_and_keeps_ids(tmp_path):
     shutil.copy(FIX / "ml-100k" / "u.data", tmp_path / "u.data")
     with pytest.warns(UserWarning) as record:
         ds = datasets.load_movielens("100k", path=tmp_path / "u.data")
-    assert any("has no u.user, u.item" in str(w.message) for w in record)
+    assert any("has no u.user, u.item (only the file named" in str(w.message) for w in record)
     assert ds.info["missing_side_files"] == ["u.user", "u.item"]
     rows = raw_rows(tmp_path / "u.data", "\t")
     assert as_raw(ds, ds.events) == set(rows)
@@ -302,7 +346,7 @@ def test_registry_ships_inside_the_package():
 # --- MovieLens 1M --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["ml-1m", "ml-1m.zip", "ml-1m/ratings.dat"])
+@pytest.mark.parametrize("where", ["ml-1m", "ml-1m.zip"])  # ratings.dat alone: no side files
 def test_ml1m_parses_double_colon_latin1(where, tmp_path):
     path = FIX / where
     if where.endswith(".zip"):  # the official name would be checked against the registry

@@ -475,3 +475,123 @@ def test_runner_out_is_refused_when_it_would_damage_a_source(out, tmp_path_facto
     _, err = attempt(runner.check_out_dir, root / out, [source])
     assert (err is None) == (out in ("new", "nb/sub"))
     assert source.read_bytes() == before and (root / "file.txt").read_text() == "x"
+
+
+# --- issue 24, second pass: models, training, loaders and text -----------------------------------
+
+
+def _ratings() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"user_id": [0, 1, 2, 0, 1], "item_id": [0, 1, 2, 2, 0], "rating": [1.0, 5, 3, 4, 2]}
+    )
+
+
+def _bad_calls():
+    """``(label, call, error type, pattern the message must match)``: one case per fix."""
+    import torch
+
+    from recbook import datasets, mf, models_torch, training
+    from recbook.text import baselines as text_baselines
+    from recbook.text import encoder as text_encoder
+
+    r = _ratings()
+    text_r = r.astype({"rating": object})
+    text_r.loc[0, "rating"] = "x"
+    net = models_torch.BiasedMF(3, 3, dim=2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ids = torch.tensor([0, 1])
+    batches = training.TensorBatches(ids, ids, torch.tensor([1.0, 2.0]))
+    fake = text_encoder.TextEncoder("fake", None, None, "test", "0" * 64)  # never runs
+    mse = torch.nn.functional.mse_loss
+    return [
+        ("n_users", lambda: mf.fit_als(r, "3", 3, progress=False), TypeError, "n_users"),
+        ("n_users=0", lambda: mf.fit_sgd(r, 0, 3, progress=False), ValueError, "n_users"),
+        ("text rating", lambda: mf.fit_als(text_r, 3, 3, progress=False), TypeError, "rating"),
+        ("progress", lambda: mf.fit_als(r, 3, 3, progress="no"), TypeError, "progress"),
+        ("weighted", lambda: mf.fit_als(r, 3, 3, weighted="no", progress=False), TypeError,
+         "weighted"),
+        ("patience", lambda: mf.fit_als(r, 3, 3, val=r, patience="2", progress=False), TypeError,
+         "patience"),
+        ("init_sd", lambda: mf.fit_sgd(r, 3, 3, init_sd=-1.0, progress=False), ValueError,
+         "init_sd"),
+        ("init_sd nan", lambda: mf.fit_bayes(r, 3, 3, init="random", init_sd=float("nan"),
+                                             progress=False), ValueError, "init_sd"),
+        ("rank memory", lambda: mf.fit_bayes(r, 3, 3, rank=10**9, progress=False), ValueError,
+         "max_bytes="),
+        ("diverges", lambda: mf.fit_sgd(r, 3, 3, lr=1e6, epochs=60, progress=False), ValueError,
+         "diverged.*lower lr"),
+        ("als model", lambda: mf.als_user_step(r, {"n_users": 3}, reg=0.1), TypeError, "model"),
+        ("fit model", lambda: training.fit(None, batches, mse, optimizer=opt, epochs=1),
+         TypeError, "model"),
+        ("optimizer", lambda: training.fit(net, batches, mse, optimizer=None, epochs=1),
+         TypeError, "optimizer"),
+        ("loss_fn", lambda: training.fit(net, batches, None, optimizer=opt, epochs=1), TypeError,
+         "loss_fn"),
+        ("device", lambda: training.fit(net, batches, mse, optimizer=opt, epochs=1,
+                                        device="gpu9", progress=False), ValueError, "device"),
+        ("batch type", lambda: training.fit(net, ids, mse, optimizer=opt, epochs=1,
+                                            progress=False), TypeError, "train_batches"),
+        ("list tensors", lambda: training.TensorBatches([0, 1], [1, 2]), TypeError, "tensor 0"),
+        ("shuffle", lambda: training.TensorBatches(ids, shuffle="no"), TypeError, "shuffle"),
+        ("repeats", lambda: training.compare_timings({"a": None}, reference="a", repeats=1.5),
+         TypeError, "repeats"),
+        ("global_mean", lambda: models_torch.BiasedMF(3, 3, global_mean=float("nan")),
+         ValueError, "global_mean"),
+        ("init_std", lambda: models_torch.BiasedMF(3, 3, init_std=-1.0), ValueError, "init_std"),
+        ("sparse", lambda: models_torch.BiasedMF(3, 3, sparse="yes"), TypeError, "sparse"),
+        ("hidden", lambda: models_torch.MLP(3, hidden=5), TypeError, "hidden"),
+        ("list ids", lambda: net([0], [1]), TypeError, "user ids"),
+        ("MLP width", lambda: models_torch.MLP(3)(torch.zeros(2, 4)), ValueError, "in_dim"),
+        ("path int", lambda: datasets.load("movielens-100k", path=123), TypeError, "path"),
+        ("path empty", lambda: datasets.load("movielens-100k", path=""), ValueError, "path"),
+        ("fit_items", lambda: text_baselines.bag_of_words(["ab", "cd"], fit_items=[5]),
+         ValueError, "fit_items"),
+        ("no words", lambda: text_baselines.bag_of_words(["!!", "a b"]), ValueError, "no word"),
+        ("titles None", lambda: text_baselines.bag_of_words(None), TypeError, "titles"),
+        ("titles dict", lambda: text_encoder.check_titles({"a": 1}), TypeError, "titles"),
+        ("vocabulary", lambda: text_baselines.unknown_word_share(["ab"], "ab"), TypeError,
+         "vocabulary"),
+        ("scale items", lambda: text_encoder.centre_and_scale(np.eye(3), items=[9]), ValueError,
+         "items"),
+        ("encoder name", lambda: text_encoder.load_encoder(""), ValueError, "name"),
+        ("batch_size", lambda: fake.embed(["ab"], batch_size=0), ValueError, "batch_size"),
+        ("embed device", lambda: fake.embed(["ab"], device="gpu9"), ValueError, "device"),
+        ("encoder", lambda: text_encoder.cached_embeddings(None, ["ab"]), TypeError, "encoder"),
+        ("directory", lambda: text_encoder.cached_embeddings(fake, ["ab"], directory=__file__),
+         ValueError, "directory"),
+        ("key max_length", lambda: text_encoder.embedding_key(fake, ["ab"], "x"), TypeError,
+         "max_length"),
+        ("mean_pool", lambda: text_encoder.mean_pool(torch.zeros(2, 3, 4), torch.ones(2, 5)),
+         ValueError, "mask"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(40))
+def test_bad_arguments_get_a_recbook_error_naming_them(index):
+    """A fresh pass over mf, training, models_torch, the loaders and text: each of these was
+    an AttributeError/RuntimeError from deep inside, numpy's or torch's own message, or a
+    silent result (a truthy "no", NaN factors, a diverged fit) before."""
+    label, call, kind, pattern = _bad_calls()[index]
+    with pytest.raises(kind, match=pattern) as info:
+        call()
+    assert clear(info.value), label
+    assert "/recbook/" in info.traceback[-1].path.as_posix(), label  # raised by recbook
+
+
+def test_the_bad_call_list_is_covered_exactly():
+    assert len(_bad_calls()) == 40
+
+
+def test_valid_variants_of_the_new_checks_still_work():
+    import torch
+
+    from recbook import mf, models_torch
+    from recbook.text import encoder as text_encoder
+
+    r = _ratings()
+    assert mf.fit_als(r, 3, 3, iters=1, progress=np.bool_(False)).n_users == 3
+    mask = np.array([True, False, True])
+    by_mask = text_encoder.centre_and_scale(np.eye(3), items=mask)
+    by_ids = text_encoder.centre_and_scale(np.eye(3), items=[0, 2])
+    np.testing.assert_array_equal(by_mask[0], by_ids[0])
+    assert models_torch.MLP(3, hidden=[4])(torch.zeros(2, 3)).shape == (2,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_cache_round_trip(minilm: text_encoder.TextEncoder, tmp_path) -> None:
     second, hit2 = text_encoder.cached_embeddings(minilm, titles, directory=tmp_path)
     assert (hit1, hit2) == (False, True)
     np.testing.assert_array_equal(first, second)
-    assert len(list(tmp_path.glob("emb-*.npy"))) == 1
+    assert len(list(tmp_path.glob("emb-*.npz"))) == 1
 
 
 def test_cache_key_depends_on_text_and_settings(minilm: text_encoder.TextEncoder) -> None:
@@ -138,6 +139,14 @@ def test_cache_refuses_missing_titles(minilm: text_encoder.TextEncoder, tmp_path
 def test_cache_dir_env(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(text_encoder.CACHE_ENV, str(tmp_path))
     assert text_encoder.cache_dir() == tmp_path
+
+
+def test_cache_dir_defaults_to_the_user_cache_not_the_working_directory(monkeypatch) -> None:
+    import platformdirs
+
+    monkeypatch.delenv(text_encoder.CACHE_ENV, raising=False)
+    assert text_encoder.cache_dir() == Path(platformdirs.user_cache_dir("recbook"))
+    assert text_encoder.cache_dir() != Path.cwd() / ".recbook" / "cache"  # where it was
 
 
 def test_masked_lm_head_loads(minilm: text_encoder.TextEncoder) -> None:
@@ -258,20 +267,30 @@ def test_titles_blank_after_unicode_normalisation_are_missing(blank) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b"not an npy file", b"\x93NUMPY\x01\x00", "nan", "ints", "objects"]
+    "content",
+    [b"not an npy file", b"\x93NUMPY\x01\x00", "nan", "ints", "objects", "npy", "foreign"],
 )
 def test_unusable_cache_is_recomputed_with_a_warning(
     minilm: text_encoder.TextEncoder, tmp_path, content
 ) -> None:
+    """Also a right-shaped array computed from other inputs, or a bare .npy at the name."""
     titles = ["red shirt", "blue lamp"]
     good, _ = text_encoder.cached_embeddings(minilm, titles, directory=tmp_path)
-    (path,) = tmp_path.glob("emb-*.npy")
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content == "objects":
-        np.save(path, np.array([{"a": 1}] * 2, dtype=object), allow_pickle=True)
-    else:
-        np.save(path, np.full(good.shape, np.nan) if content == "nan" else np.ones(good.shape, int))
+    (path,) = tmp_path.glob("emb-*.npz")
+    stored = np.load(path)["inputs_sha256"]
+    with path.open("wb") as handle:
+        if isinstance(content, bytes):
+            handle.write(content)
+        elif content == "objects":
+            objects = np.array([{"a": 1}] * 2, dtype=object)
+            np.savez(handle, embeddings=objects, inputs_sha256=stored)
+        elif content == "npy":
+            np.save(handle, good)
+        elif content == "foreign":
+            np.savez(handle, embeddings=good[::-1], inputs_sha256=np.str_("0" * 64))
+        else:
+            bad = np.full(good.shape, np.nan) if content == "nan" else np.ones(good.shape, int)
+            np.savez(handle, embeddings=bad, inputs_sha256=stored)
     with pytest.warns(UserWarning, match="embedding cache .* is unusable.*recomputing"):
         again, hit = text_encoder.cached_embeddings(minilm, titles, directory=tmp_path)
     assert not hit

@@ -10,6 +10,12 @@ the bottom, one source above them (the :mod:`~recbook.datasets.shop` subpackage,
 only those two, and this module on top, the only one that knows every source
 (``tests/test_package_layout.py`` checks it). :mod:`~recbook.datasets.sessions` orders a
 source's events into sequences; it imports the sources it reads directly, never this module.
+
+Where files live: downloads in :func:`data_dir` (``$RECBOOK_DATA``, else the checkout's
+``data/``, else the user cache); what recbook derives from them (the Online Retail parse cache,
+title embeddings) in ``$RECBOOK_CACHE``, else ``platformdirs.user_cache_dir("recbook")``
+(:func:`recbook.checksums.cache_dir`), each file checked against the sha256 of its inputs and
+written atomically. Deleting that folder only costs recomputation.
 """
 
 from __future__ import annotations

@@ -213,10 +213,11 @@ def load_movielens(
 
     Without ``path`` the official GroupLens zip is downloaded once into :func:`data_dir` and
     checked against ``data/registry.txt``. ``path`` takes a copy you already have: the zip,
-    the folder extracted from it, or the ratings file (``u.data`` / ``ratings.dat``; side files
-    next to it are used). A copy with the official sha256 is "verified"; a file named like the
-    official zip with another hash is refused; anything else is used with an
-    :class:`UnverifiedDataWarning` that shows its hash.
+    the folder extracted from it, or the ratings file (``u.data`` / ``ratings.dat``: only that
+    file is read, so the items have no titles or genres; pass the folder for those). A copy
+    with the official sha256 is "verified"; a file named like the official zip with another
+    hash is refused; anything else is used with an :class:`UnverifiedDataWarning` that shows
+    its hash.
 
     Events: ``user_id, item_id, rating (float 1-5), timestamp (unix s), event="rating"``,
     sorted by time. Users: ``age, gender, occupation, zip_code`` (ML-1M ``age`` is the
@@ -245,9 +246,15 @@ def load_movielens(
     missing = [f for f, t in zip(side, (users, items)) if t is None]
     if missing:
         info["missing_side_files"] = missing
+        hint = (
+            f" (only the file named is read: pass its folder, path={str(files.path.parent)!r}, "
+            "to use the side files beside it)"
+            if files.kind == "file"
+            else ""
+        )
         warnings.warn(
-            f"{spec.name}: {files.path} has no {', '.join(missing)}; the users/items tables "
-            "then hold only the ids seen in the ratings",
+            f"{spec.name}: {files.path} has no {', '.join(missing)}{hint}; the users/items "
+            "tables then hold only the ids seen in the ratings (no titles or genres)",
             UserWarning,
             stacklevel=2,
         )

