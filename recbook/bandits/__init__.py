@@ -1,8 +1,10 @@
 """Exploration vs exploitation (notebook 08): a slate simulator with exact regret, policies,
 runs and the feedback loop, and off-policy evaluation of logged data.
 
-* :mod:`.simulator` - the position-based click model on the shop's truth, slates, feedback;
-* :mod:`.policies` - fixed scores, ε-greedy, UCB, Thompson, linear Thompson, ε-mixtures;
+* :mod:`.simulator` - the position-based click model on the shop's truth, slates, feedback,
+  and the changing shop (items released mid-run, drifting tastes);
+* :mod:`.policies` - fixed scores, ε-greedy, UCB, Thompson, linear Thompson / ε-greedy,
+  LinUCB, ε-mixtures;
 * :mod:`.experiments` - running a policy (regret, exposure), coverage and Gini, the click
   model trained on logs and the loop that retrains it on its own recommendations;
 * :mod:`.off_policy` - IPS, SNIPS, doubly robust and replay estimates of a new policy.
@@ -27,10 +29,13 @@ from recbook.bandits.policies import (
     EpsilonMixture,
     FixedScores,
     LinearThompson,
+    LinUCB,
     Policy,
     Thompson,
 )
 from recbook.bandits.simulator import (
+    CascadeEnvironment,
+    ChangingEnvironment,
     Feedback,
     SlateEnvironment,
     check_propensities,
@@ -42,6 +47,9 @@ from recbook.bandits.simulator import (
 
 __all__ = [
     "UCB",
+    "CascadeEnvironment",
+    "ChangingEnvironment",
+    "LinUCB",
     "CountPolicy",
     "EpsilonGreedy",
     "EpsilonMixture",

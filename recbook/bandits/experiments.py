@@ -33,10 +33,19 @@ class Trajectory:
     exposure: np.ndarray  # shows per item
     seconds: float = 0.0
     logs: list[Feedback] = field(default_factory=list)
+    fixed: np.ndarray | None = None  # expected clicks of the best single slate, per step
 
     @property
     def regret(self) -> np.ndarray:
         return self.best - self.expected
+
+    @property
+    def regret_vs_fixed(self) -> np.ndarray:
+        """Regret against the best single slate for everyone: the yardstick of a policy that
+        ignores who the shopper is."""
+        if self.fixed is None:
+            raise ValueError("this trajectory did not record the best single slate's value")
+        return self.fixed - self.expected
 
     @property
     def cumulative_regret(self) -> np.ndarray:
@@ -53,17 +62,25 @@ def simulate(
     propensity: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Trajectory:
     """Run ``policy`` for ``horizon`` arrivals in blocks of ``batch_size``; deterministic in
-    ``seed`` (arrivals, the policy's randomness and the clicks use one generator)."""
+    ``seed`` (arrivals, the policy's randomness and the clicks use one generator).
+
+    Before each block the environment's clock moves (:meth:`SlateEnvironment.advance`; a
+    :class:`ChangingEnvironment` releases items and drifts) and the policy learns which items
+    it may show (``restrict``)."""
     horizon = checks.integer(horizon, "horizon", minimum=1)
     batch_size = checks.integer(batch_size, "batch_size", minimum=1)
     rng = np.random.default_rng(checks.seed(seed))
     expected = np.empty(horizon)
     best = np.empty(horizon)
+    fixed = np.empty(horizon)
     arrived = np.empty(horizon, dtype=np.int64)
     exposure = np.zeros(env.n_items)
     logs: list[Feedback] = []
     start = time.perf_counter()
     for lo in range(0, horizon, batch_size):
+        env.advance(lo)
+        if not env.available.all() or policy.available is not None:
+            policy.restrict(env.available)
         users = env.arrivals(min(batch_size, horizon - lo), rng)
         slates = policy.select(users, rng)
         props = propensity(users, slates) if propensity is not None else None
@@ -71,12 +88,13 @@ def simulate(
         policy.update(fb)
         expected[lo : lo + len(users)] = fb.expected
         best[lo : lo + len(users)] = fb.best
+        fixed[lo : lo + len(users)] = fb.fixed
         arrived[lo : lo + len(users)] = users
         exposure += np.bincount(fb.slates.ravel(), minlength=env.n_items)
         if keep_logs:
             logs.append(fb)
     seconds = time.perf_counter() - start
-    return Trajectory(policy.name, arrived, expected, best, exposure, seconds, logs)
+    return Trajectory(policy.name, arrived, expected, best, exposure, seconds, logs, fixed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,14 +157,38 @@ def embedding_features(model: mf.MFModel) -> tuple[np.ndarray, np.ndarray]:
 
     Standardising puts every coordinate on the same scale, so one ridge penalty and one
     exploration noise fit all of them (the raw factors are ~0.1 and would be over-explored).
+
+    The factors are first put in a canonical basis (the singular vectors of ``P Q^T``, signs
+    fixed): MF is unchanged by rotating both factor matrices, and the basis ALS lands in
+    depends on its SVD start, whose vectors differ between BLAS kernels (OpenBLAS picks one by
+    CPU). Without this, the same seed gave another basis -- and another bandit run -- on
+    another machine; the scores ``P Q^T`` agree to rounding, so the canonical basis does too.
     """
-    f = np.hstack([model.user_bias[:, None], model.user_factors])
+    p_f, q_f = canonical_factors(model.user_factors, model.item_factors)
+    f = np.hstack([model.user_bias[:, None], p_f])
     mean, sd = f.mean(axis=0), f.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     x = np.hstack([np.ones((len(f), 1)), (f - mean) / sd])
-    q = np.hstack([np.ones((model.n_items, 1)), model.item_factors])  # b_u enters with weight 1
+    q = np.hstack([np.ones((model.n_items, 1)), q_f])  # b_u enters with weight 1
     theta = np.hstack([(model.global_mean + model.item_bias + q @ mean)[:, None], q * sd])
     return x, theta
+
+
+def canonical_factors(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P', Q')`` with ``P' Q'^T = P Q^T`` in the basis of its singular vectors, each column
+    scaled by the root of its singular value and signed so its largest item entry is
+    positive: the same for every rotation of ``(P, Q)``."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.shape[1] == 0:
+        return p, q
+    up, rp = np.linalg.qr(p)
+    uq, rq = np.linalg.qr(q)
+    w, sv, vt = np.linalg.svd(rp @ rq.T)
+    root = np.sqrt(sv)
+    p2, q2 = (up @ w) * root, (uq @ vt.T) * root
+    sign = np.sign(q2[np.abs(q2).argmax(axis=0), np.arange(q2.shape[1])])
+    sign[sign == 0] = 1.0
+    return p2 * sign, q2 * sign
 
 
 def feedback_loop(
@@ -202,6 +244,7 @@ def feedback_loop(
                 "cold-start share": float(run.exposure[cold].sum() / run.exposure.sum()),
                 "ctr (served)": float(run.expected.mean() / env.k),
                 "coverage (model's top-k)": coverage(rec_exposure),
+                "cold-start share (model's top-k)": float(rec_exposure[cold].sum() / env.k),
                 "ctr (model's top-k)": env.policy_value(greedy) / env.k,
             }
         )

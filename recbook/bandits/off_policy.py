@@ -9,17 +9,22 @@ the expected reward per row -- the click-through per shown position -- as OBP's
 
 Unbiasedness of the position-wise estimators needs the reward at a position to depend only on
 the item there (true for the simulator's position-based click model) and every action the new
-policy can take to have ``pscore > 0`` ("overlap"). Where the new policy picks an action the
-logger never takes, nothing in the log speaks for it, and :func:`check_overlap` says so.
+policy can take to have ``pscore > 0`` ("overlap"). Under a cascade (a shopper stops at the
+first click) the reward at a position depends on the items above it, and position-wise IPS is
+biased; slate estimators (OBP's RIPS, cascade-DR) are the reference there. Where the new
+policy picks an action the logger never takes, nothing in the log speaks for it, and
+:func:`check_overlap` says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from recbook import checks
+from recbook import checks, evaluation
 
 ESTIMATORS = ("ips", "snips", "dr", "replay")
 
@@ -112,3 +117,44 @@ def check_overlap(target_support: Any, what: str = "the new policy") -> None:
             f"({(~s).mean():.1%} of its choices): no weighting can recover their reward from "
             "these logs -- log with exploration over those actions, or restrict the new policy"
         )
+
+
+def bootstrap_rounds(
+    parts: Mapping[str, Any],
+    estimate: Callable[[Mapping[str, float]], Mapping[str, Mapping[str, float]]],
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    unit: str = "logged arrivals",
+) -> evaluation.Comparison:
+    """A bootstrap over the logged rounds (arrivals) of one log, for estimates that are ratios
+    of sums over rounds (IPS, SNIPS, DR and replay all are).
+
+    ``parts`` holds per-round sums (one array per quantity, e.g. ``sum_r w r`` of each round);
+    ``estimate(totals)`` turns their totals into ``{model: {metric: value}}``. Each draw
+    resamples the rounds with replacement, so the positions of a slate stay together. Returns
+    a bootstrap :class:`~recbook.evaluation.Comparison` whose intervals are signed (report
+    ``estimate / truth - 1`` as it is: an interval on ``|error|`` hides the bias's sign)."""
+    arrays = {k: checks.finite_array(v, f"parts[{k!r}]").ravel() for k, v in parts.items()}
+    sizes = {len(v) for v in arrays.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError("parts must be non-empty arrays with one value per logged round each")
+    n = sizes.pop()
+    n_boot = checks.integer(n_boot, "n_boot", minimum=2)
+    rng = np.random.default_rng(checks.seed(seed))
+    point = estimate({k: float(v.sum()) for k, v in arrays.items()})
+    stacked = np.stack(list(arrays.values()))
+    rows = []
+    for draw in range(n_boot):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        totals = dict(zip(arrays, stacked @ counts))
+        for model, values in estimate(totals).items():
+            for metric, value in values.items():
+                rows.append({"seed": draw, "model": model, "metric": metric, "value": value})
+    return evaluation.Comparison(
+        pd.DataFrame(rows),
+        unit=f"{unit} ({n_boot:,} bootstrap draws)",
+        method="bootstrap",
+        point=point,
+        groups=n,
+    )

@@ -23,9 +23,24 @@ class Policy:
     """Decides a slate for each shopper of a block (``select``), then learns (``update``)."""
 
     name = "policy"
+    available: np.ndarray | None = None  # released items; None = the whole catalogue
 
     def select(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def restrict(self, available: np.ndarray) -> None:
+        """Pick only among ``available`` items from now on (items released mid-run)."""
+        self.available = np.asarray(available, dtype=bool).copy()
+
+    def _masked(self, scores: np.ndarray) -> np.ndarray:
+        """``scores`` with unreleased items at -inf, so no slate shows them."""
+        if self.available is None or self.available.all():
+            return scores
+        return np.where(self.available, scores, -np.inf)
+
+    def _pool(self, n_items: int) -> np.ndarray:
+        """The item ids a random slate may draw from."""
+        return np.arange(n_items) if self.available is None else np.flatnonzero(self.available)
 
     def update(self, feedback: Feedback) -> None:  # noqa: B027 (a fixed policy learns nothing)
         """Learn from a block's feedback; fixed policies ignore it."""
@@ -38,6 +53,12 @@ class FixedScores(Policy):
         self.scores = checks.finite_array(scores, "scores")
         self.k, self.name = checks.integer(k, "k", minimum=1), name
         self.slates = top_slates(self.scores, self.k)
+
+    def restrict(self, available):
+        if self.available is not None and np.array_equal(self.available, available):
+            return  # nothing released since: the slates stand
+        super().restrict(available)
+        self.slates = top_slates(self._masked(self.scores), self.k)
 
     def select(self, users, rng):
         return self.slates[users]
@@ -102,10 +123,10 @@ class EpsilonGreedy(CountPolicy):
 
     def select(self, users, rng):
         scores = self._means(users) + 1e-9 * rng.random((len(users), self.n_items))
-        slates = top_slates(scores, self.k)
+        slates = top_slates(self._masked(scores), self.k)
         explore = rng.random(len(users)) < self.epsilon
         if explore.any():
-            slates[explore] = random_slates(explore.sum(), np.arange(self.n_items), self.k, rng)
+            slates[explore] = random_slates(explore.sum(), self._pool(self.n_items), self.k, rng)
         return slates
 
 
@@ -125,7 +146,7 @@ class UCB(CountPolicy):
             2.0 * np.log(np.broadcast_to(t, seen.shape)[seen]) / self.trials[seen]
         )
         scores = self._means(users) + bonus[seg] + 1e-9 * rng.random((len(users), self.n_items))
-        return top_slates(scores, self.k)
+        return top_slates(self._masked(scores), self.k)
 
 
 class Thompson(CountPolicy):
@@ -140,7 +161,7 @@ class Thompson(CountPolicy):
         seg = self._seg(users)
         a = 1.0 + self.clicks[seg]
         b = 1.0 + np.maximum(self.trials - self.clicks, 0.0)[seg]
-        return top_slates(rng.beta(a, b), self.k)
+        return top_slates(self._masked(rng.beta(a, b)), self.k)
 
 
 class LinearThompson(Policy):
@@ -150,7 +171,13 @@ class LinearThompson(Policy):
     ``z = e_r x_u`` is exact for the position-based model. Ridge posterior
     ``N(A_i^-1 b_i, v^2 A_i^-1)`` with ``A_i = lambda I + sum z z^T``; one draw per item per
     block (batched Thompson sampling), so a block costs one (users x d) @ (d x items) product.
-    ``prior_mean`` (n_items, d) starts each item from a trained model's vector instead of 0.
+    ``prior_mean`` (n_items, d) starts each item from a trained model's vector instead of 0;
+    ``ridge`` may be one value per item (a weak prior for items nobody has seen).
+
+    ``noise=0`` is the exploration-free twin (greedy on the posterior mean, still learning);
+    ``epsilon > 0`` adds ε-greedy's random slates (linear ε-greedy). Scores are rounded to
+    1e-10 before ranking: the solves' last bits depend on the BLAS kernel (OpenBLAS picks one
+    by CPU), and without rounding a near-tie flipped by them sends the whole run elsewhere.
     """
 
     def __init__(
@@ -158,10 +185,11 @@ class LinearThompson(Policy):
         user_features: np.ndarray,
         n_items: int,
         examination_probs: np.ndarray,
-        ridge: float = 1.0,
+        ridge: float | np.ndarray = 1.0,
         noise: float = 0.5,
         prior_mean: np.ndarray | None = None,
         name: str = "linear Thompson (contextual)",
+        epsilon: float = 0.0,
     ):
         self.x = checks.finite_array(user_features, "user_features")
         if self.x.ndim != 2:
@@ -172,15 +200,21 @@ class LinearThompson(Policy):
         if self.k > self.n_items:
             raise ValueError(f"k={self.k} exceeds the catalogue ({self.n_items} items)")
         d = self.x.shape[1]
-        self.ridge = checks.number(ridge, "ridge", positive=True)
+        lam = checks.finite_array(np.broadcast_to(ridge, (self.n_items,)), "ridge")
+        if (lam <= 0).any():
+            raise ValueError("ridge must be positive (one value, or one per item)")
+        self.ridge = lam
         self.noise = checks.number(noise, "noise", non_negative=True)
-        self.A = np.broadcast_to(self.ridge * np.eye(d), (self.n_items, d, d)).copy()
+        self.epsilon = checks.number(epsilon, "epsilon", non_negative=True)
+        if self.epsilon > 1:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.A = lam[:, None, None] * np.eye(d)
         self.b = np.zeros((self.n_items, d))
         if prior_mean is not None:  # a warm start: the prior N(prior_mean, v^2 / ridge I)
             theta0 = checks.finite_array(prior_mean, "prior_mean")
             if theta0.shape != (self.n_items, d):
                 raise ValueError(f"prior_mean must be (n_items, d) = {(self.n_items, d)}")
-            self.b = self.ridge * theta0
+            self.b = self.ridge[:, None] * theta0
         self.name = name
 
     def sample_theta(self, rng: np.random.Generator) -> np.ndarray:
@@ -192,8 +226,20 @@ class LinearThompson(Policy):
         step = np.linalg.solve(np.swapaxes(chol, 1, 2), z[..., None])[..., 0]
         return mean + self.noise * step
 
+    def scores(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """What the slates rank: one posterior draw per item (block), scored for ``users``."""
+        return self.x[users] @ self.sample_theta(rng).T
+
     def select(self, users, rng):
-        return top_slates(self.x[users] @ self.sample_theta(rng).T, self.k)
+        scores = np.round(self.scores(users, rng), 10)  # see the class docstring
+        slates = top_slates(self._masked(scores), self.k)
+        if self.epsilon > 0:
+            explore = rng.random(len(users)) < self.epsilon
+            if explore.any():
+                slates[explore] = random_slates(
+                    explore.sum(), self._pool(self.n_items), self.k, rng
+                )
+        return slates
 
     def update(self, feedback: Feedback) -> None:
         z = (self.x[feedback.users][:, None, :] * self.exam[None, :, None]).reshape(
@@ -208,6 +254,25 @@ class LinearThompson(Policy):
         outer = (z[:, :, None] * z[:, None, :]).reshape(len(items), -1)
         self.A += (onehot @ outer).reshape(self.A.shape)
         self.b += onehot @ (z * y[:, None])
+
+
+class LinUCB(LinearThompson):
+    """LinUCB (Li et al. 2010) on the same ridge regression: rank by the posterior mean plus
+    ``alpha`` times each score's standard deviation ``sqrt(x^T A_i^-1 x)`` -- optimism instead
+    of sampling. Deterministic given the data, so a whole block sees the same bonuses."""
+
+    def __init__(self, user_features, n_items, examination_probs, ridge=1.0, alpha=0.1,
+                 prior_mean=None, name="LinUCB"):  # fmt: skip
+        super().__init__(user_features, n_items, examination_probs, ridge, 0.0, prior_mean, name)
+        self.alpha = checks.number(alpha, "alpha", non_negative=True)
+
+    def scores(self, users, rng):
+        x = self.x[users]
+        inv = np.linalg.inv(self.A)  # (items, d, d)
+        mean = np.linalg.solve(self.A, self.b[..., None])[..., 0]
+        d = x.shape[1]
+        quad = ((inv.reshape(-1, d) @ x.T).reshape(self.n_items, d, -1) * x.T[None]).sum(axis=1)
+        return x @ mean.T + self.alpha * np.sqrt(np.maximum(quad.T, 0.0))
 
 
 class EpsilonMixture(Policy):
