@@ -50,7 +50,6 @@ import copy
 import importlib.util
 import itertools
 import time
-from pprint import pformat
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,6 +68,7 @@ from recbook import (
     text,
     training,
 )
+from recbook.book import development as dev_records
 
 # %% tags=["parameters"]
 DATASET = "shop"  # or "online-retail" (its product descriptions are the titles)
@@ -747,38 +747,20 @@ def measure(w: World, scores: np.ndarray, train, warm_test, seed: int) -> dict[s
 # "shared"-vocabulary rows reuse their family's settings. The masked-LM grid stops where the
 # 2-minute budget does: every evaluation world pays for its own pre-training.
 #
-# The search takes a few minutes, so a default run uses the settings it recorded
-# (`DEVELOPED`, below); `TUNE = True` runs it again and prints the table to paste.
+# The search takes a few minutes, so a default run uses the settings it recorded in
+# `notebooks/development/04_bert_finetuning.json` (written by that run, never by hand);
+# `TUNE = True` runs it again and records it.
 
 # %%
-# chosen by TUNE=True on this development world (validation AUC: held-out warm items)
-DEVELOPED_ON = {"dataset": "shop", "regime": "matched", "dev_seed": 1000}
-DEVELOPED = {
-    "ID embeddings": {"weight_decay": 0.03, "dim": 8, "validation AUC": 0.6153, "configs tried": 9},
-    "category only": {"weight_decay": 0.3, "dim": 8, "validation AUC": 0.6388, "configs tried": 9},
-    "TF-IDF": {"weight_decay": 0.3, "dim": 8, "validation AUC": 0.7544, "configs tried": 9},
-    "frozen MiniLM": {
-        "weight_decay": 0.03,
-        "dim": 16,
-        "validation AUC": 0.7179,
-        "configs tried": 9,
-    },
-    "MLM-adapted frozen MiniLM": {
-        "weight_decay": 0.03,
-        "dim": 16,
-        "validation AUC": 0.716,
-        "mlm_steps": 20,
-        "configs tried": 11,
-    },
-    "MLM-adapted fine-tuned MiniLM": {
-        "weight_decay": 0.03,
-        "dim": 16,
-        "validation AUC": 0.7235,
-        "mlm_steps": 20,
-        "ft_lr": 0.0001,
-        "configs tried": 15,
-    },
-}
+# written by a development run (TUNE = True) of this notebook; read back only where "setup" matches
+DEVELOPMENT_FILE = "development/04_bert_finetuning.json"
+SETUP = {
+    "TEXT_MODEL": TEXT_MODEL, "MAX_LENGTH": MAX_LENGTH, "SHOP_USERS": SHOP_USERS,
+    "SHOP_EVENTS": SHOP_EVENTS, "HIDDEN": HIDDEN, "EPOCHS": EPOCHS, "PATIENCE": PATIENCE, "LR": LR,
+    "BATCH_SIZE": BATCH_SIZE, "HEAD_GRID": HEAD_GRID, "MLM_STEPS_GRID": MLM_STEPS_GRID,
+    "FT_LR_GRID": FT_LR_GRID, "FT_EPOCHS": FT_EPOCHS, "FT_TRAIN_LAYERS": FT_TRAIN_LAYERS,
+    "VALIDATION_ITEMS": VALIDATION_ITEMS,
+}  # fmt: skip
 
 
 def develop() -> tuple[dict, pd.DataFrame]:
@@ -843,20 +825,26 @@ def develop() -> tuple[dict, pd.DataFrame]:
     return settings, trials
 
 
-developed_here = DEVELOPED_ON == {"dataset": DATASET, "regime": SHOP_REGIME, "dev_seed": DEV_SEED}
-if TUNE or not DEVELOPED:
+recorded = dev_records.load(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED, SETUP)
+if TUNE:
     t0 = time.perf_counter()
     settings, trials = develop()
     print(f"development search: {len(trials)} fits in {time.perf_counter() - t0:.0f} s")
     display(trials.round({"validation AUC": 4}))
-    print("DEVELOPED = " + pformat(settings, sort_dicts=False, width=96))
-else:
-    settings = DEVELOPED
-    if not developed_here:
-        print(
-            f"these settings were developed on {DEVELOPED_ON}, not on this data "
-            f"({DATASET}, {SHOP_REGIME}, DEV_SEED={DEV_SEED}); TUNE = True develops them here"
-        )
+    path = dev_records.save(DEVELOPMENT_FILE, DATASET, SHOP_REGIME, DEV_SEED,
+                            {"setup": SETUP, "settings": settings})  # fmt: skip
+    print(f"recorded in {path}")
+elif recorded is not None:
+    settings = recorded["settings"]
+    print(f"settings recorded by a development run (TUNE = True) on world {DEV_SEED}")
+else:  # the search takes minutes: borrow the shop's settings, and say so
+    fallback = dev_records.read(DEVELOPMENT_FILE)[dev_records.entry_key("shop", "matched", 1000)]
+    settings = fallback["settings"]
+    print(
+        f"no development recorded for ({DATASET}, {SHOP_REGIME}, DEV_SEED={DEV_SEED}) with this "
+        "setup: using the settings developed on the matched shop's world 1000; TUNE = True "
+        "develops them here"
+    )
 developed = pd.DataFrame(list(settings.values()), index=list(settings), dtype=object)
 developed = developed.fillna("").rename_axis("model family")
 developed
