@@ -112,6 +112,7 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     postfix: Callable[[], Mapping[str, object]] | None = None,
+    show_train_loss: bool = True,
 ) -> History:
     """Train ``model`` for up to ``epochs``; each batch is ``(*inputs, target)``.
 
@@ -120,9 +121,10 @@ def fit(
     what lets one default generalise across datasets of different sizes).
 
     ``postfix`` adds values to the progress bar after each epoch (DP-SGD shows the ε spent so
-    far); it is called only when the bar is shown. A batch with no rows, which Poisson sampling
-    can draw, still takes its optimizer step (for DP-SGD a step of noise alone, which the
-    accounting counts) but adds nothing to the epoch's mean loss.
+    far); it is called only when the bar is shown. ``show_train_loss=False`` keeps the exact
+    training loss off the bar (a private run must not display it). A batch with no rows, which
+    Poisson sampling can draw, still takes its optimizer step (for DP-SGD a step of noise alone,
+    which the accounting counts) but adds nothing to the epoch's mean loss.
     """
     checks.integer(epochs, "epochs", minimum=1)
     if patience is not None:
@@ -134,6 +136,7 @@ def fit(
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable (prediction, target) -> loss, got {loss_fn!r}")
     checks.flag(progress, "progress")
+    checks.flag(show_train_loss, "show_train_loss")
     device = checks.torch_device(device)
     model.to(device)
     rows, best_loss, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
@@ -174,7 +177,11 @@ def fit(
             row["val_loss"] = evaluate_loss(model, val_batches, loss_fn, device)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-        shown = {k: f"{v:.4f}" for k, v in row.items() if k.endswith("loss")}
+        shown = {
+            k: f"{v:.4f}"
+            for k, v in row.items()
+            if k.endswith("loss") and (show_train_loss or k != "train_loss")
+        }
         if progress and postfix is not None:
             shown.update(postfix())
         bar.set_postfix(shown)

@@ -107,7 +107,8 @@ def _scores(model, canaries):
     return -privacy.rating_losses(model, canaries)
 
 
-def test_dp_sgd_audit_stays_below_the_accountant(tiny_ratings, rating_tensors):
+def _audited_dp_run(tiny_ratings, rating_tensors, noise_multiplier=None):
+    """Seeded DP-SGD at ε = 2 on the tiny ratings plus canaries, then the one-run audit."""
     df, canaries, include = _with_canaries(tiny_ratings())
     torch.manual_seed(0)
     model = BiasedMF(40 + len(canaries), 30, dim=4, global_mean=3.0)
@@ -122,10 +123,49 @@ def test_dp_sgd_audit_stays_below_the_accountant(tiny_ratings, rating_tensors):
         epochs=5,
         max_grad_norm=1.0,
         clipper="embedding_rows",
+        secure_mode=False,
+        seed=0,
+        noise_multiplier=noise_multiplier,
     )
     dp.fit(progress=False)
-    res = audit.one_run_audit(_scores(model, canaries), include, delta=dp.delta)
+    return dp, audit.one_run_audit(_scores(model, canaries), include, delta=dp.delta)
+
+
+def test_the_audit_can_refute_the_audited_epsilon():
+    """Code check: 300 canaries can certify more than ε = 2, so the audit below is a test."""
+    ceiling = audit.one_run_max_epsilon(300, delta=1e-4)
+    assert ceiling > 2.0
+    assert ceiling == pytest.approx(
+        max(
+            audit.one_run_epsilon_lower_bound(300, r, r, 1e-4, 1 - 0.05 / 5)
+            for r in (14, 30, 60, 150, 300)
+        )
+    )
+    assert audit.one_run_max_epsilon(2000, delta=1e-4) > ceiling  # more canaries, more reach
+
+
+def test_dp_sgd_audit_stays_below_the_accountant(tiny_ratings, rating_tensors):
+    dp, res = _audited_dp_run(tiny_ratings, rating_tensors)  # seeded: a check of the code
+    assert res.can_refute(dp.epsilon())
     assert res.epsilon_lower <= dp.epsilon()
+
+
+def test_positive_control_without_noise_is_caught(tiny_ratings, rating_tensors):
+    """The same pipeline with σ = 0 must give a bound above the ε it would have claimed."""
+    claimed, _ = _audited_dp_run(tiny_ratings, rating_tensors)
+    control, res = _audited_dp_run(tiny_ratings, rating_tensors, noise_multiplier=0.0)
+    assert control.noiseless and control.epsilon() == math.inf
+    assert not control.statement().private and "no noise" in control.label
+    assert res.epsilon_lower > claimed.epsilon(), res
+
+
+def test_saturation_is_reported():
+    included = np.r_[np.ones(50), np.zeros(50)].astype(bool)
+    res = audit.one_run_audit(included.astype(float), included, delta=1e-5)
+    assert res.saturated and res.correct == res.guesses and "SATURATED" in str(res)
+    assert res.epsilon_lower == pytest.approx(res.max_certifiable)
+    noisy = audit.one_run_audit(np.random.default_rng(0).random(100), included, delta=1e-5)
+    assert not noisy.saturated and "SATURATED" not in str(noisy)
 
 
 def test_non_private_training_fails_the_audit(tiny_ratings, rating_tensors):
@@ -137,3 +177,14 @@ def test_non_private_training_fails_the_audit(tiny_ratings, rating_tensors):
     training.fit(model, batches, nn.MSELoss(), optimizer=opt, epochs=10, progress=False)
     res = audit.one_run_audit(_scores(model, canaries), include, delta=1e-5)
     assert res.epsilon_lower > 2.5, res
+
+
+def test_row_shift_scores_are_zero_for_untouched_rows():
+    w0 = torch.zeros(5, 2)
+    w = w0.clone()
+    w[1] = torch.tensor([3.0, 4.0])
+    assert audit.row_shift_scores(w, w0, [0, 1, 4]).tolist() == [0.0, 5.0, 0.0]
+    with pytest.raises(ValueError, match="rows must be"):
+        audit.row_shift_scores(w, w0, [5])
+    with pytest.raises(ValueError, match="differ in shape"):
+        audit.row_shift_scores(w, torch.zeros(4, 2), [0])

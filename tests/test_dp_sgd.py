@@ -443,8 +443,15 @@ def test_private_model_holds_no_exact_statistic_of_the_data(tiny_ratings, rating
 def test_private_mean_is_noisy_bounded_and_refuses_out_of_range_values():
     values = np.full(1000, 4.0)
     draws = [privacy.private_mean(values, low=1, high=5, epsilon=1.0) for _ in range(200)]
-    assert np.std(draws) == pytest.approx(np.sqrt(2) * 2 / 1000, rel=0.3)  # Laplace(2/ε)/n
-    assert abs(np.mean(draws) - 4.0) < 0.001
+    # sum: Laplace(2 / (ε/2)); count: Laplace(1 / (ε/2)) times the centred mean 1; over n
+    assert np.std(draws) == pytest.approx(np.sqrt(2) * np.sqrt(4**2 + 2**2) / 1000, rel=0.3)
+    assert abs(np.mean(draws) - 4.0) < 0.002
+    public_n = [
+        privacy.private_mean(values, low=1, high=5, epsilon=1.0, n=1000) for _ in range(200)
+    ]
+    assert np.std(public_n) == pytest.approx(np.sqrt(2) * 4 / 1000, rel=0.3)  # replace-one: 4/ε
+    with pytest.raises(ValueError, match="n=999 but the data hold 1000 units"):
+        privacy.private_mean(values, low=1, high=5, epsilon=1.0, n=999)
     seeded = [privacy.private_mean(values, low=1, high=5, epsilon=1.0, seed=3) for _ in range(2)]
     assert seeded[0] == seeded[1] != 4.0
     by_user = privacy.private_mean(
@@ -455,6 +462,22 @@ def test_private_mean_is_noisy_bounded_and_refuses_out_of_range_values():
         privacy.private_mean([0.5, 3.0], low=1, high=5, epsilon=1.0)
     with pytest.raises(ValueError, match="epsilon"):
         privacy.private_mean([3.0], low=1, high=5, epsilon=0.0)
+
+
+def test_private_mean_noise_is_exact_discrete_laplace_from_the_os():
+    import random
+
+    from recbook.privacy import randomness
+
+    rng = random.Random(0)
+    draws = np.array([randomness.discrete_laplace(3.0, rng) for _ in range(20000)])
+    assert draws.dtype.kind == "i"  # integers: no floating-point noise
+    p = np.exp(-1 / 3.0)
+    assert draws.var() == pytest.approx(2 * p / (1 - p) ** 2, rel=0.05)
+    assert abs(draws.mean()) < 0.15
+    assert isinstance(randomness.scalar_rng(None), random.SystemRandom)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        randomness.discrete_laplace(0, rng)
 
 
 # --- batch-coupled losses are refused -------------------------------------------------------------
@@ -576,16 +599,24 @@ def test_segments_match_a_sort():
         assert distinct == (len(uniq) == len(keys))
 
 
-def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensors):
-    df = tiny_ratings()
-    dp = _dp_setup(
+def _user_level(df, rating_tensors, **kwargs):
+    """User-level DP-SGD on the 40 users of the tiny ratings."""
+    return _dp_setup(
         df,
         rating_tensors,
         clipper="embedding_rows",
         privacy_unit="user",
         delta=privacy.default_delta(40),
+        **kwargs,
     )
-    assert dp.n_units == 40 and dp.privacy_unit == "user"
+
+
+def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensors):
+    df = tiny_ratings()
+    # 8 expected users per step, from the public number of users
+    dp = _user_level(df, rating_tensors, sample_rate=8 / 40)
+    assert dp.n_units == 40 and dp.privacy_unit == "user" and dp.sample_rate == 0.2
+    assert len(dp.loader) == 5 and not dp.sample_rate_from_rows
     per_user = df.groupby("user_id").size()
     for users, items, _ in dp.loader:
         chosen = users.unique()
@@ -595,6 +626,18 @@ def test_user_level_make_private_samples_whole_users(tiny_ratings, rating_tensor
     dp.fit(progress=False)
     assert 0.95 * 4.0 <= dp.epsilon() <= 4.0 * 1.001
     assert "user level" in str(dp.statement())
+
+
+def test_user_level_q_from_rows_warns_and_is_listed_as_not_covered(tiny_ratings, rating_tensors):
+    df = tiny_ratings()
+    with pytest.warns(UserWarning, match="pass sample_rate = expected users per step / 40"):
+        dp = _user_level(df, rating_tensors)
+    assert dp.sample_rate_from_rows
+    assert any("sampling rate q" in c for c in dp.statement().not_covered)
+    with pytest.raises(ValueError, match="clipper='opacus' samples at q = 1/len"):
+        _dp_setup(df, rating_tensors, sample_rate=0.5)
+    with pytest.raises(ValueError, match="sample_rate must be in"):
+        _dp_setup(df, rating_tensors, clipper="embedding_rows", sample_rate=1.5)
 
 
 def test_fit_refuses_a_diverging_run(tiny_ratings, rating_tensors):
@@ -706,6 +749,7 @@ def test_fit_is_the_plain_dp_sgd_loop(clipper, unit):
             secure_mode=False,
             seed=3,
             privacy_unit=unit,
+            sample_rate=1 / 15,  # q = 1/15 at both levels: 15 steps per epoch
         )
 
     dp = setup()
@@ -751,3 +795,10 @@ def test_fit_shows_epsilon_and_the_seeded_label_in_the_bar(
     monkeypatch.setattr(type(dp), "epsilon", lambda self: calls.append(1) or 0.0)
     dp.fit(epochs=1, progress=False)
     assert not calls  # ε is computed only for a bar that is shown
+
+
+def test_a_private_run_returns_no_exact_training_loss(tiny_ratings, rating_tensors):
+    private = _dp_setup(tiny_ratings(), rating_tensors, secure_mode=True, seed=None)
+    assert "train_loss" not in private.fit(progress=False).frame
+    demo = _dp_setup(tiny_ratings(), rating_tensors)  # seeded demo: kept for inspection
+    assert "train_loss" in demo.fit(progress=False).frame

@@ -259,3 +259,50 @@ def test_hashing_ids_is_reversible_by_enumeration():
     assert not (salted == hashed).any()
     assert (privacy.reverse_pseudonyms(salted, np.arange(3000)) == -1).all()
     assert (privacy.reverse_pseudonyms(salted, np.arange(3000), salt="secret") == ids).all()
+
+
+def test_group_privacy_keeps_delta_a_probability():
+    eps, delta = privacy.group_privacy(1.0, 1e-6, 100)
+    assert eps == 100.0 and delta == 1.0  # capped: promises nothing, but is not > 1
+    assert 0 < privacy.group_privacy(1.0, 1e-6, 3)[1] < 1
+
+
+def test_group_epsilon_rdp_matches_the_run_at_k1_and_grows_with_k():
+    q, steps, delta = 0.05, 200, 1e-6
+    sigma = privacy.noise_multiplier_for(1.0, delta, q, steps)
+    single = privacy.epsilon_opacus(sigma, q, steps, delta)
+    eps = [privacy.group_epsilon_rdp(sigma, q, steps, delta, k) for k in (1, 2, 8)]
+    assert eps[0] == pytest.approx(single, rel=0.1)  # k = 1 is the run's own ε
+    assert eps[0] < eps[1] < eps[2] < 8 * 27  # monotone, finite
+    assert privacy.group_epsilon_rdp(sigma, q, steps, delta, 5) == eps[2]  # 5 -> 8
+    with pytest.raises(ValueError, match="k"):
+        privacy.group_epsilon_rdp(sigma, q, steps, delta, 0)
+
+
+def _statement(**kw):
+    args = dict(
+        model="m",
+        unit="example",
+        unit_description="one rating",
+        n_units=100,
+        epsilon_training=1.0,
+        delta=1e-4,
+        accountant="rdp",
+        sample_rate=0.1,
+        steps=10,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        secure=True,
+    )
+    return privacy.PrivacyStatement(**(args | kw))
+
+
+def test_privacy_statement_with_zero_delta_is_pure_dp_and_bad_values_are_refused():
+    assert "delta = 0 (pure DP)" in str(_statement(delta=0.0))
+    assert "10x below 1/n" in str(_statement(delta=1e-3))
+    with pytest.raises(ValueError, match="delta"):
+        _statement(delta=1.5)
+    with pytest.raises(ValueError, match="n_units"):
+        _statement(n_units=0)
+    with pytest.raises(ValueError, match="epsilon_training"):
+        _statement(epsilon_training=float("nan"))

@@ -32,6 +32,7 @@ from recbook.privacy.accounting import (
     default_delta,
     epsilon_dp_accounting,
     epsilon_opacus,
+    group_epsilon_rdp,
     group_privacy,
     noise_multiplier_for,
 )
@@ -44,9 +45,11 @@ from recbook.privacy.audit import (
     membership_sample,
     one_run_audit,
     one_run_epsilon_lower_bound,
+    one_run_max_epsilon,
     one_run_p_value,
     rating_canaries,
     rating_losses,
+    row_shift_scores,
 )
 from recbook.privacy.clipping import ClippedLoss, EmbeddingRowClipping, refuse_batch_coupled_loss
 from recbook.privacy.deidentification import (
@@ -56,13 +59,22 @@ from recbook.privacy.deidentification import (
 )
 from recbook.privacy.dp_sgd import CLIPPERS, UNITS, DPTraining, make_private
 from recbook.privacy.mechanisms import calibrated_noise_multiplier, private_mean
-from recbook.privacy.randomness import SECURE_LABEL, SEEDED_LABEL, Randomness, mode_label, os_seed
+from recbook.privacy.randomness import (
+    NOISELESS_LABEL,
+    SECURE_LABEL,
+    SEEDED_LABEL,
+    Randomness,
+    discrete_laplace,
+    mode_label,
+    os_seed,
+)
 from recbook.privacy.sampling import PoissonBatches, ReseededEachStep, tensor_loader
 
 __all__ = [
     "ACCOUNTANTS",
     "CLIPPERS",
     "DELTA_RATIO",
+    "NOISELESS_LABEL",
     "NOT_COVERED",
     "SECURE_LABEL",
     "SEEDED_LABEL",
@@ -82,8 +94,10 @@ __all__ = [
     "calibrated_noise_multiplier",
     "check_budget",
     "default_delta",
+    "discrete_laplace",
     "epsilon_dp_accounting",
     "epsilon_opacus",
+    "group_epsilon_rdp",
     "group_privacy",
     "loss_threshold_attack",
     "make_private",
@@ -93,6 +107,7 @@ __all__ = [
     "noise_multiplier_for",
     "one_run_audit",
     "one_run_epsilon_lower_bound",
+    "one_run_max_epsilon",
     "one_run_p_value",
     "os_seed",
     "private_mean",
@@ -100,6 +115,7 @@ __all__ = [
     "quasi_identifier_report",
     "rating_canaries",
     "rating_losses",
+    "row_shift_scores",
     "refuse_batch_coupled_loss",
     "reverse_pseudonyms",
     "tensor_loader",

@@ -9,7 +9,8 @@ Why each piece is here:
   (:mod:`recbook.privacy.mechanisms`) and DP-FedAvg both call it.
 * :func:`epsilon_opacus` / :func:`epsilon_dp_accounting` / :func:`accountant_crosscheck`
   recompute ε with Opacus and with Google's ``dp-accounting``, so one library checks the other.
-* :func:`group_privacy` is what example-level DP says about a user with ``k`` examples.
+* :func:`group_privacy` is what example-level DP says about a user with ``k`` examples, and
+  :func:`group_epsilon_rdp` the tighter RDP route for a DP-SGD run (Mironov 2017).
 * :class:`PrivacyStatement` is the closing statement of a private model, in the style of
   TensorFlow Privacy's ``compute_dp_sgd_privacy_statement``: unit, ε, δ, accountant, sampling,
   randomness and what is and is not covered.
@@ -157,12 +158,45 @@ def noise_multiplier_for(
 def group_privacy(epsilon: float, delta: float, k: int) -> tuple[float, float]:
     """(ε, δ) for a group of ``k`` examples (e.g. one user's k ratings) under example-level
     (ε, δ)-DP: ``(k ε, k e^{(k-1) ε} δ)`` (Dwork & Roth 2014, Thm 2.2 and its δ extension).
-    The δ part grows so fast that the bound is vacuous beyond a few examples at ε ≥ 1."""
+    The δ part grows so fast that the bound is vacuous beyond a few examples at ε ≥ 1; δ is
+    capped at 1 (a δ of 1 promises nothing). For a DP-SGD run :func:`group_epsilon_rdp` is
+    much tighter."""
     k = checks.integer(k, "k (examples in the group)", minimum=1)
     epsilon = checks.epsilon(epsilon)
     delta = checks.delta(delta)
     exponent = (k - 1) * epsilon + math.log(k) + math.log(delta)
-    return k * epsilon, math.exp(min(exponent, 700.0))
+    return k * epsilon, math.exp(min(exponent, 0.0))
+
+
+def group_epsilon_rdp(
+    noise_multiplier: float, sample_rate: float, steps: int, delta: float, k: int
+) -> float:
+    """ε at ``delta`` for a group of ``k`` examples under a Poisson-sampled Gaussian run, by RDP
+    group privacy (Mironov 2017, "Rényi differential privacy", Prop. 2: (α, ε)-RDP for single
+    examples gives (α / 2^c, 3^c ε)-RDP for groups of 2^c, for α ≥ 2^(c+1)); ``k`` is rounded
+    up to a power of two. Same δ as the example-level statement, unlike :func:`group_privacy`;
+    the 3^c factor makes it the looser of the two at large ε, so report both."""
+    from opacus.accountants.analysis import rdp
+
+    _check_mechanism(noise_multiplier, sample_rate, steps)
+    delta = checks.delta(delta)
+    k = checks.integer(k, "k (examples in the group)", minimum=1)
+    c = math.ceil(math.log2(k))
+    betas = [2.0 + 0.25 * i for i in range(33)] + [12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # Opacus's overflow notes at large orders, and its order hints
+        single = rdp.compute_rdp(
+            q=float(sample_rate),
+            noise_multiplier=float(noise_multiplier),
+            steps=int(steps),
+            orders=[b * 2**c for b in betas],
+        )
+        eps, _ = rdp.get_privacy_spent(
+            orders=betas, rdp=[3**c * float(r) for r in single], delta=delta
+        )
+    return float(eps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +236,14 @@ class PrivacyStatement:
         default=("the trained weights and anything computed from them (predictions, rankings)",)
     )
 
+    def __post_init__(self) -> None:
+        checks.integer(self.n_units, "n_units", minimum=1)
+        checks.number(self.delta, "delta", non_negative=True, below=1.0)
+        if not self.epsilon_training >= 0:  # NaN fails too
+            raise ValueError(
+                f"epsilon_training must be >= 0 (inf without noise), got {self.epsilon_training}"
+            )
+
     @property
     def epsilon(self) -> float:
         return self.epsilon_training + sum(e for _, e in self.other_spends)
@@ -222,10 +264,14 @@ class PrivacyStatement:
             f"  guarantee    ({self.epsilon:.3g}, {self.delta:.2g})-DP at the {self.unit} level:"
             f" neighbouring datasets differ by {self.unit_description} (add/remove)"
         )
-        lines.append(
-            f"  units        n = {self.n_units:,}; delta = 1/({1 / (self.delta * self.n_units):.3g}"
-            f" n), i.e. {1 / (self.delta * self.n_units):.3g}x below 1/n"
-        )
+        if self.delta > 0:
+            ratio = 1 / (self.delta * self.n_units)
+            lines.append(
+                f"  units        n = {self.n_units:,}; delta = 1/({ratio:.3g} n),"
+                f" i.e. {ratio:.3g}x below 1/n"
+            )
+        else:
+            lines.append(f"  units        n = {self.n_units:,}; delta = 0 (pure DP)")
         spends = f"training {self.epsilon_training:.3g} ({self.accountant.upper()}, Opacus)"
         for what, eps in self.other_spends:
             spends += f" + {what} {eps:.3g}"

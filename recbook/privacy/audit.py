@@ -12,6 +12,12 @@ Why each piece is here:
   guesses becomes a lower bound on ε that holds with the stated confidence. An accountant's ε is
   an upper bound; the audit's is a lower one, so ``lower <= upper`` is a test of the
   implementation, and a large lower bound refutes a claimed guarantee.
+* :func:`row_shift_scores`: white-box canary scores (how far a canary's own embedding row
+  moved), strong enough that a run without noise is caught.
+* :func:`one_run_max_epsilon`: the largest bound ``m`` canaries can certify (every guess
+  right). An audit whose ceiling is below the run's ε cannot fail, so it checks nothing: audit
+  a run whose accountant ε is below the ceiling, and run a positive control (the same pipeline
+  without noise) whose bound must come out above the ε it would have claimed.
 """
 
 from __future__ import annotations
@@ -168,9 +174,39 @@ def one_run_epsilon_lower_bound(
     return lo
 
 
+GUESS_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _guess_counts(m: int, guess_fractions: tuple[float, ...]) -> list[int]:
+    """How many canaries the auditor guesses on ("in" plus "out") for each fraction."""
+    if not guess_fractions or any(not 0 < f <= 1 for f in guess_fractions):
+        raise ValueError(f"guess_fractions must be fractions in (0, 1], got {guess_fractions}")
+    return [2 * max(1, int(f * m) // 2) for f in guess_fractions]
+
+
+def one_run_max_epsilon(
+    m: int,
+    *,
+    delta: float,
+    confidence: float = 0.95,
+    guess_fractions: tuple[float, ...] = GUESS_FRACTIONS,
+) -> float:
+    """The largest lower bound :func:`one_run_audit` can certify with ``m`` canaries: every
+    guess right, at the best guess count. A run whose ε is above it passes the audit whatever
+    it leaks, so an audit is a test only of runs with ε below this ceiling."""
+    m = checks.integer(m, "m (canaries)", minimum=2)
+    conf = checks.fraction(confidence, "confidence")
+    per_choice = 1.0 - (1.0 - conf) / len(guess_fractions)
+    return max(
+        one_run_epsilon_lower_bound(m, r, r, delta, per_choice)
+        for r in _guess_counts(m, guess_fractions)
+    )
+
+
 @dataclass(frozen=True)
 class OneRunAudit:
-    """Outcome of :func:`one_run_audit`: the ε lower bound, and the guess that gave it."""
+    """Outcome of :func:`one_run_audit`: the ε lower bound, the guess that gave it, and the
+    ceiling ``max_certifiable`` that ``canaries`` can reach (every guess right)."""
 
     epsilon_lower: float
     confidence: float
@@ -179,14 +215,30 @@ class OneRunAudit:
     guesses: int
     correct: int
     choices: int  # guess counts tried (Bonferroni-corrected)
+    max_certifiable: float = math.nan
+
+    @property
+    def saturated(self) -> bool:
+        """Every guess of the chosen count was right: the bound is that count's ceiling, and
+        the run may leak more than it says (only more canaries could show how much)."""
+        return self.guesses > 0 and self.correct == self.guesses
+
+    def can_refute(self, epsilon: float) -> bool:
+        """Whether this audit could have certified a bound above ``epsilon`` at all."""
+        return bool(self.max_certifiable > epsilon)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"one-run audit: {self.correct}/{self.guesses} correct guesses on {self.canaries}"
             f" canaries -> epsilon >= {self.epsilon_lower:.3g} at {self.confidence:.0%}"
             f" confidence (delta = {self.delta:.2g}; best of {self.choices} guess counts,"
             " Bonferroni-corrected)"
         )
+        if math.isfinite(self.max_certifiable):
+            text += f"; the most {self.canaries} canaries can certify: {self.max_certifiable:.3g}"
+        if self.saturated:
+            text += " [SATURATED: every guess right, the run may leak more than this bound]"
+        return text
 
 
 def one_run_audit(
@@ -195,7 +247,7 @@ def one_run_audit(
     *,
     delta: float,
     confidence: float = 0.95,
-    guess_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0),
+    guess_fractions: tuple[float, ...] = GUESS_FRACTIONS,
     seed: int = 0,
 ) -> OneRunAudit:
     """ε lower bound from canary ``scores`` (higher = "looks like it was trained on") and the
@@ -204,7 +256,9 @@ def one_run_audit(
     For each fraction ``f`` the auditor guesses "in" for the ``f m / 2`` highest scores and
     "out" for the ``f m / 2`` lowest, abstaining on the rest; each choice is tested at
     ``(1 - confidence) / len(guess_fractions)`` (Bonferroni) and the largest bound is kept, so
-    the result holds at ``confidence`` overall. Ties are broken at random with ``seed``.
+    the result holds at ``confidence`` overall. Ties are broken at random with ``seed``. The
+    result also carries :func:`one_run_max_epsilon` for the same settings, and says when the
+    bound is saturated.
     """
     s = checks.finite_array(scores, "scores").ravel()
     inc = checks.binary_labels(included, "included").ravel().astype(bool)
@@ -212,20 +266,43 @@ def one_run_audit(
     m = s.size
     if m < 2:
         raise ValueError(f"one_run_audit needs at least 2 canaries, got {m}")
-    if not guess_fractions or any(not 0 < f <= 1 for f in guess_fractions):
-        raise ValueError(f"guess_fractions must be fractions in (0, 1], got {guess_fractions}")
+    counts = _guess_counts(m, guess_fractions)
     conf = checks.fraction(confidence, "confidence")
     per_choice = 1.0 - (1.0 - conf) / len(guess_fractions)
     tiebreak = np.random.default_rng(checks.seed(seed)).random(m)
     order = np.lexsort((tiebreak, -s))  # highest score first
     best = None
-    for f in guess_fractions:
-        k = max(1, int(f * m) // 2)
+    for r in counts:
+        k = r // 2
         correct = int(inc[order[:k]].sum() + (~inc[order[-k:]]).sum())
-        bound = one_run_epsilon_lower_bound(m, 2 * k, correct, delta, per_choice)
+        bound = one_run_epsilon_lower_bound(m, r, correct, delta, per_choice)
         if best is None or bound > best[0]:
-            best = (bound, 2 * k, correct)
-    return OneRunAudit(best[0], conf, float(delta), m, best[1], best[2], len(guess_fractions))
+            best = (bound, r, correct)
+    ceiling = one_run_max_epsilon(
+        m, delta=delta, confidence=conf, guess_fractions=tuple(guess_fractions)
+    )
+    return OneRunAudit(
+        best[0], conf, float(delta), m, best[1], best[2], len(guess_fractions), ceiling
+    )
+
+
+def row_shift_scores(weight: torch.Tensor, initial: torch.Tensor, rows) -> np.ndarray:
+    """White-box canary scores: how far each canary's own row of an embedding table (e.g. its
+    user bias) moved from its initial value, as an L2 norm. A row no step ever sampled keeps
+    its initial value up to noise and weight decay, so without noise an excluded canary scores
+    exactly 0 — what a positive control needs; with noise every row moves. Any score computed
+    from the final model and the (coin-independent) initial weights keeps the audit valid."""
+    w = torch.as_tensor(weight).detach().cpu()
+    w0 = torch.as_tensor(initial).detach().cpu()
+    if w.shape != w0.shape:
+        raise ValueError(
+            f"weight and initial differ in shape: {tuple(w.shape)} vs {tuple(w0.shape)}"
+        )
+    idx = torch.from_numpy(np.array(rows, dtype=np.int64).ravel())  # a copy: writable
+    if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= len(w):
+        raise ValueError(f"rows must be non-empty row numbers in 0..{len(w) - 1}")
+    shift = (w[idx] - w0[idx]).reshape(len(idx), -1)
+    return shift.double().norm(dim=1).numpy()
 
 
 def rating_canaries(

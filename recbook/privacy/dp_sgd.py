@@ -43,6 +43,7 @@ change.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from recbook import checks, training
 from recbook.privacy.accounting import (
     ACCOUNTANTS,
+    NOT_COVERED,
     PrivacyStatement,
     accountant_crosscheck,
     check_budget,
@@ -65,7 +67,7 @@ from recbook.privacy.clipping import (
     refuse_batch_coupled_loss,
 )
 from recbook.privacy.mechanisms import _noising_optimizer, calibrated_noise_multiplier
-from recbook.privacy.randomness import SEEDED_LABEL, os_seed
+from recbook.privacy.randomness import NOISELESS_LABEL, SEEDED_LABEL, os_seed
 from recbook.privacy.sampling import PoissonBatches, ReseededEachStep
 
 CLIPPERS = ("opacus", "embedding_rows")
@@ -94,6 +96,12 @@ class DPTraining:
     privacy_unit: str
     n_units: int
     epochs: int
+    sample_rate_from_rows: bool = False  # user level with q from the row count (not public)
+
+    @property
+    def noiseless(self) -> bool:
+        """σ = 0: a positive control for audits, not a private run (its ε is infinite)."""
+        return self.noise_multiplier == 0
 
     @property
     def steps(self) -> int:
@@ -102,13 +110,18 @@ class DPTraining:
 
     @property
     def label(self) -> str:
-        """ "private" in secure mode, else the seeded-demo label."""
+        """ "private" in secure mode, else the seeded-demo or no-noise label."""
+        if self.noiseless:
+            return NOISELESS_LABEL
         return "private" if self.secure_mode else SEEDED_LABEL
 
     def epsilon(self) -> float:
-        """ε spent so far, by the accountant the noise was calibrated with (0 before a step)."""
+        """ε spent so far, by the accountant the noise was calibrated with (0 before a step;
+        infinite without noise)."""
         if not self.ledger.history:
             return 0.0
+        if self.noiseless:
+            return math.inf
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
             return float(self.ledger.get_epsilon(self.delta))
@@ -130,6 +143,12 @@ class DPTraining:
             if self.privacy_unit == "example"
             else "all rows of one user (every rating they gave)"
         )
+        not_covered = NOT_COVERED
+        if self.sample_rate_from_rows:
+            not_covered += (
+                "the sampling rate q, set from the number of rows, which one user changes "
+                "(pass make_private(sample_rate=...) from the public number of users)",
+            )
         return PrivacyStatement(
             model=f"{model}, DP-SGD ({self.privacy_unit} level, clipper {self.clipper})",
             unit=self.privacy_unit,
@@ -142,8 +161,9 @@ class DPTraining:
             steps=self.steps,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.max_grad_norm,
-            secure=self.secure_mode,
+            secure=self.secure_mode and not self.noiseless,
             other_spends=spends,
+            not_covered=not_covered,
         )
 
     def fit(
@@ -156,10 +176,12 @@ class DPTraining:
     ) -> training.History:
         """Train for ``epochs`` (default: the epochs ε was calibrated for) with
         :func:`recbook.training.fit`. The progress bar shows the loss and the ε spent so far
-        (computed only when the bar is shown); a seeded run's bar says it is a demo."""
+        (computed only when the bar is shown); a seeded run's bar says it is a demo. A private
+        (secure-mode) run's history has no ``train_loss``: an exact mean over private rows is
+        not part of what a private run returns."""
         epochs = self.epochs if epochs is None else epochs
-        label = "" if self.secure_mode else f" [{SEEDED_LABEL}]"
-        return training.fit(
+        label = "" if self.label == "private" else f" [{self.label}]"
+        history = training.fit(
             self.module,
             self.loader,
             self.criterion,
@@ -169,7 +191,11 @@ class DPTraining:
             desc=desc + label,
             progress=progress,
             postfix=lambda: {"ε": f"{self.epsilon():.3f}"},
+            show_train_loss=self.label != "private",  # nor is it displayed
         )
+        if self.label == "private":  # the exact mean loss of private rows is not released
+            history.frame = history.frame.drop(columns=["train_loss"])
+        return history
 
 
 def _dataset_rows(loader: DataLoader, k: int) -> list[torch.Tensor]:
@@ -195,6 +221,8 @@ def make_private(
     seed: int | None = None,
     privacy_unit: str = "example",
     unit_input: int = 0,
+    sample_rate: float | None = None,
+    noise_multiplier: float | None = None,
 ) -> DPTraining:
     """DP-SGD for ``model`` calibrated to spend (``target_epsilon``, ``delta``) in ``epochs``.
 
@@ -205,6 +233,13 @@ def make_private(
     (default) draws noise and batches from OS-seeded generators re-seeded every step (see the
     module docstring for exactly what that guarantees); ``secure_mode=False`` needs ``seed``
     and is a reproducible demo, not private. Move the model to its device first.
+
+    ``sample_rate`` sets q directly. At the user level it should: the default ``1 /
+    len(loader)`` counts rows, which one user changes (their whole history), so pass q from
+    the public number of users, e.g. ``expected users per step / n_users``; without it the run
+    warns and its statement lists q as not covered. ``noise_multiplier`` replaces the
+    calibrated σ; ``0`` turns the noise off — a positive control for an audit, never a
+    private model (its ε is infinite and every label says so).
     """
     from opacus import PrivacyEngine
     from opacus.accountants import create_accountant
@@ -257,6 +292,27 @@ def make_private(
     else:
         n_units = len(loader.dataset)
     target_epsilon, delta = check_budget(target_epsilon, delta, n_units)
+    rows_rate = sample_rate is None and privacy_unit == "user"
+    if sample_rate is None:
+        sample_rate = 1 / len(loader)  # Opacus's rule: one expected batch per loader batch
+        if rows_rate:
+            warnings.warn(
+                "privacy_unit='user' with q = 1/len(loader) sets the sampling rate from the "
+                "number of rows, which one user changes; pass sample_rate = expected users per "
+                f"step / {n_units} (the public number of users)",
+                stacklevel=2,
+            )
+    else:
+        sample_rate = checks.number(sample_rate, "sample_rate", positive=True)
+        if sample_rate > 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+        if clipper == "opacus" and abs(sample_rate * len(loader) - 1) > 1e-12:
+            raise ValueError(
+                "clipper='opacus' samples at q = 1/len(loader); set the loader's batch_size "
+                "instead of sample_rate, or use clipper='embedding_rows'"
+            )
+    if noise_multiplier is not None:
+        noise_multiplier = checks.number(noise_multiplier, "noise_multiplier", non_negative=True)
     if clipper == "embedding_rows":  # refuses models it cannot clip before anything runs
         row_clipping = EmbeddingRowClipping(
             model, criterion, max_grad_norm, unit_input if units is not None else None
@@ -278,11 +334,15 @@ def make_private(
         # Ghost clipping's two backward passes trip a harmless torch notice on every model
         # whose inputs are ids (nothing upstream needs a gradient); silence only that message.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
-    sample_rate = 1 / len(loader)  # Opacus's rule: one expected batch per loader batch
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        sigma = calibrated_noise_multiplier(target_epsilon, delta, sample_rate, epochs, accountant)
+        if noise_multiplier is None:
+            sigma = calibrated_noise_multiplier(
+                target_epsilon, delta, sample_rate, epochs, accountant
+            )
+        else:
+            sigma = noise_multiplier
         if clipper == "opacus":
             # PrivacyEngine.make_private_with_epsilon is this call after its own σ search
             _register_fast_embedding_norms()
@@ -340,4 +400,5 @@ def make_private(
         privacy_unit=privacy_unit,
         n_units=n_units,
         epochs=epochs,
+        sample_rate_from_rows=rows_rate,
     )

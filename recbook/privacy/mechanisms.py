@@ -8,12 +8,15 @@ adds and what it costs in ε:
 * :func:`_noising_optimizer` - Opacus's noising optimizer for already-clipped gradients, the
   optimizer of ``clipper="embedding_rows"``.
 * :func:`private_mean` - an ε-DP statistic paid from the same budget, such as a model's global
-  offset, so that no exact statistic of the data goes into a private model.
+  offset, so that no exact statistic of the data goes into a private model: exact discrete
+  Laplace noise from the OS CSPRNG on the sum and on the count (or a public count).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,7 @@ import torch
 
 from recbook import checks
 from recbook.privacy.accounting import noise_multiplier_for
-from recbook.privacy.randomness import os_seed
+from recbook.privacy.randomness import discrete_laplace, scalar_rng
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,6 +81,9 @@ def _noising_optimizer() -> type:
     return NoisingOptimizer
 
 
+GRID = 2.0**-20  # the noisy sum is an integer number of these steps
+
+
 def private_mean(
     values,
     *,
@@ -86,14 +92,20 @@ def private_mean(
     epsilon: float,
     groups=None,
     seed: int | None = None,
+    n: int | None = None,
 ) -> float:
-    """ε-DP mean of values in ``[low, high]`` (Laplace mechanism), e.g. a model's global offset.
+    """ε-DP mean of values in ``[low, high]``, e.g. a model's global offset.
 
-    Values are centred on the midpoint, so one unit changes the sum by at most
-    ``(high - low) / 2`` (add or remove); the count is treated as public, as Opacus treats n.
-    With ``groups`` (e.g. user ids) each group first averages its own values, so the unit is
-    the group. Values outside the range are refused, not clipped. Noise from the OS unless a
-    ``seed`` is given (reproducible demo, not private).
+    Values are centred on the midpoint. The count is not taken as exact: by default (add/remove
+    adjacency) the centred sum (one unit moves it by at most ``(high - low) / 2``) and the
+    count (by 1) each get ε/2, composed to ε. With a public ``n`` (replace-one adjacency; it
+    must equal the number of units) all of ε goes to the sum, whose sensitivity is then
+    ``high - low``. With ``groups`` (e.g. user ids) each group first averages its own values,
+    so the unit is the group. Values outside the range are refused, not clipped.
+
+    The noise is exact discrete Laplace (:func:`~recbook.privacy.randomness.discrete_laplace`)
+    on the sum in steps of 2^-20 and on the count, from the OS CSPRNG unless a ``seed`` is given
+    (reproducible demo, not private).
     """
     low, high = checks.number(low, "low"), checks.number(high, "high")
     if not low < high:
@@ -113,6 +125,23 @@ def private_mean(
         g = np.asarray(groups).ravel()
         checks.same_shape(g, v, "private_mean: groups vs values")
         centred = pd.Series(centred).groupby(g).mean().to_numpy()
-    rng = np.random.default_rng(os_seed() if seed is None else checks.seed(seed))
-    noisy_sum = centred.sum() + rng.laplace(0.0, half / epsilon)
-    return float(np.clip(mid + noisy_sum / centred.size, low, high))
+    rng = scalar_rng(seed)
+    if n is None:
+        eps_sum, sensitivity = epsilon / 2, half
+    else:
+        n = checks.integer(n, "n (the public number of units)", minimum=1)
+        if n != centred.size:
+            raise ValueError(
+                f"n={n} but the data hold {centred.size} units; a public n must be the true "
+                "count (or pass n=None to pay for a noisy count)"
+            )
+        eps_sum, sensitivity = epsilon, 2 * half
+    steps = math.ceil(sensitivity / GRID) + 1  # +1: rounding the sum to the grid
+    noisy_sum = round(float(centred.sum()) / GRID) + discrete_laplace(
+        Fraction(steps) / Fraction(eps_sum), rng
+    )
+    if n is None:
+        count = max(1, centred.size + discrete_laplace(1 / Fraction(epsilon / 2), rng))
+    else:
+        count = n
+    return float(np.clip(mid + noisy_sum * GRID / count, low, high))

@@ -15,12 +15,17 @@ one wording for a seeded run.
   ``os.urandom``. Floating-point sampling has known subtleties (Mironov 2012); production
   systems use a discrete Gaussian (Canonne et al. 2020) - this is the teaching version, honest
   about its limits.
+* :func:`discrete_laplace` - exact integer Laplace noise (Canonne, Kamath & Steinke 2020) from
+  ``random.SystemRandom`` (the OS CSPRNG), for scalar statistics such as the noisy mean: no
+  floating-point sampling, so none of Mironov's (2012) attacks on float Laplace noise apply.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import secrets
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -29,6 +34,7 @@ from recbook import checks
 
 SEEDED_LABEL = "reproducible demo, not private (seeded noise and sampling)"
 SECURE_LABEL = "secure (noise and sampling from the OS CSPRNG)"
+NOISELESS_LABEL = "NOT PRIVATE: no noise (a positive control for audits)"
 
 
 def os_seed() -> int:
@@ -89,3 +95,49 @@ class Randomness:
             raw = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
             return (raw % np.uint64(high)).reshape(shape)
         return self._masks.integers(0, high, size=shape, dtype=np.uint64)
+
+
+def scalar_rng(seed: int | None) -> random.Random:
+    """The generator of a scalar mechanism: the OS CSPRNG (``random.SystemRandom``) without a
+    seed; a seeded ``random.Random`` otherwise (reproducible demo, not private)."""
+    return random.SystemRandom() if seed is None else random.Random(checks.seed(seed))
+
+
+def _bernoulli_exp(gamma: Fraction, rng: random.Random) -> bool:
+    """Exactly Bernoulli(exp(-gamma)) for rational gamma >= 0 (CKS 2020, Alg. 1)."""
+    while gamma > 1:
+        if not _bernoulli_exp(Fraction(1), rng):
+            return False
+        gamma -= 1
+    k = 1
+    while rng.randrange(gamma.denominator * k) < gamma.numerator:  # Bernoulli(gamma / k)
+        k += 1
+    return k % 2 == 1
+
+
+def _geometric_exp(x: Fraction, rng: random.Random) -> int:
+    """P[k] proportional to exp(-x k), k = 0, 1, ... for rational x > 0 (CKS 2020, Alg. 2)."""
+    s, t = x.numerator, x.denominator
+    while True:
+        u = rng.randrange(t)
+        if _bernoulli_exp(Fraction(u, t), rng):
+            break
+    v = 0
+    while _bernoulli_exp(Fraction(1), rng):
+        v += 1
+    return (v * t + u) // s
+
+
+def discrete_laplace(scale: float | Fraction, rng: random.Random) -> int:
+    """An integer with P[z] proportional to exp(-|z| / scale), sampled exactly (CKS 2020, Alg. 2)
+    with rational arithmetic. Noise of ``scale = Δ / ε`` on an integer statistic of
+    sensitivity Δ is ε-DP."""
+    scale = Fraction(scale)
+    if scale <= 0:
+        raise ValueError(f"discrete_laplace: scale must be > 0, got {float(scale)}")
+    while True:
+        negative = rng.randrange(2) == 1
+        magnitude = _geometric_exp(1 / scale, rng)
+        if negative and magnitude == 0:
+            continue
+        return -magnitude if negative else magnitude
