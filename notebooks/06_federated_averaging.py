@@ -58,7 +58,6 @@ from recbook import (
     federated,
     metrics,
     models_torch,
-    privacy,
     runtime,
     splits,
 )
@@ -85,7 +84,10 @@ DROPOUT = 0.3  # share of sampled clients that never report
 STRAGGLERS = 0.3  # share of sampled clients that are slow
 STRAGGLER_WORK = 0.25  # share of its local steps a straggler finishes
 DP_EPSILONS = (8.0, 2.0, 0.5)  # targets for DP-FedAvg (client-level, hence user-level)
-PUBLIC_SEED = 1  # a separate synthetic shop: the public data the clip norm is chosen on
+# (clip norm S, L2) candidates for DP-FedAvg, tried on the development shop (evaluation.DEV_SEED)
+DP_GRID = ((0.1, 0.5), (0.3, 0.5), (0.1, 0.05))
+OFFSET_HALF_WIDTH = 1.0  # h: each client's mean rating minus the centre, clipped to [-h, h]
+OFFSET_NOISE = 10.0  # z_mu: noise multiplier of the private offset (paid from the budget)
 DP_SEED = 0  # seeded DP runs are reproducible demos, not private; None uses OS randomness
 FLOWER_ENGINE = "off"  # "deployment" (flower-superlink + supernodes), "simulation" or "off"
 FLOWER_ROUNDS = 2
@@ -582,112 +584,152 @@ except federated.EmptyRoundError as err:
 # client's data whole). The user rows never leave their client and are not covered — no one
 # else sees them.
 #
-# **Nothing chosen on the private data.** $S$ is the median update norm of a short
-# noise-free run on a *separate* synthetic shop (`PUBLIC_SEED`): public data of the same
-# shape, so the choice costs no privacy (adaptive clipping, Andrew et al. 2021, would learn
-# $S$ privately instead and pay for it in $\varepsilon$: the Flower App below offers it with
-# Flower's own wrapper, accounted; this loop keeps the public-shop clip). $z$ for each target
-# $\varepsilon$ comes from `recbook.privacy.noise_multiplier_for`, and the reported
-# $\varepsilon$ from the RDP accountant of `dp-accounting` — the same accountant as DP-SGD in
-# notebook 05. The runs below are seeded (`DP_SEED`) so the numbers are reproducible: they are
-# **reproducible demos, not private** (a seeded model is a deterministic function of the
-# data); the run that does not trust the server is repeated with OS randomness further down.
+# **A private offset, paid from the budget.** With $\mu$ at the public midpoint (3) while the
+# shop's ratings average nearer 4, the item biases must carry the whole offset and clipped,
+# averaged updates move them slowly. So the private model releases one more number: each
+# client's mean rating minus a centre $c$, clipped to $[-h, h]$, summed with noise
+# $\mathcal N(0, z_\mu^2 h^2)$ and divided by the public $K$:
+# $\mu = c + (\sum_k \mathrm{clip}(\bar r_k - c) + \text{noise}) / K$. That release is one
+# Gaussian mechanism; it is **composed** with the training rounds in one dp-accounting
+# computation, and the training noise $z$ for each target $\varepsilon$ is chosen so that the
+# composition meets the target (`federated.noise_for_composed`).
+#
+# **Nothing chosen on the evaluation data.** The centre $c$, the clip norm $S$ and the L2
+# penalty are chosen on the development shop (`evaluation.DEV_SEED`, a separate synthetic
+# world: public data of the same shape, so the choice costs no privacy), among the candidates
+# `DP_GRID`, by the RMSE of a DP-FedAvg run at the tightest target on that world's own split.
+# The learning rate, $T$ and $q$ are the FedAvg settings of the runs above, not tuned. The
+# runs are seeded (`DP_SEED`) so the numbers are reproducible: they are **reproducible demos,
+# not private** (a seeded model is a deterministic function of the data); the run that does
+# not trust the server is repeated with OS randomness further down.
 
 # %%
-public = datasets.load("shop", seed=PUBLIC_SEED)
-pub_train, pub_test = splits.per_user_split(public.ratings(), test_size=0.2, seed=PUBLIC_SEED)
-pub_users = public.users[public.users["user_id"].isin(public.ratings()["user_id"].unique())]
-pub_small = federated.make_clients(
-    pub_train, pub_test, federated.groups_of_size(pub_users, SMALL_CLIENT_USERS, within="region",
-                                           seed=PUBLIC_SEED),
+T_DP = time.perf_counter()  # this section's own run time is printed under its table
+dev_shop = datasets.world("shop", evaluation.DEV_SEED, None)  # the development world (public)
+dev_train, dev_test = splits.per_user_split(
+    dev_shop.ratings(), test_size=0.2, seed=evaluation.DEV_SEED
+)
+dev_users = dev_shop.users[dev_shop.users["user_id"].isin(dev_shop.ratings()["user_id"].unique())]
+dev_small = federated.make_clients(
+    dev_train, dev_test,
+    federated.groups_of_size(dev_users, SMALL_CLIENT_USERS, within="region", seed=evaluation.DEV_SEED),
 )  # fmt: skip
-
-
-def public_model() -> torch.nn.Module:
-    return models_torch.BiasedMF(public.n_users, public.n_items, DIM, global_mean=MU)
-
-
-probe_run = federated.fedavg(
-    federated.init_model(public_model, PUBLIC_SEED), pub_small,
-    replace(SMALL_CFG, rounds=3, dp=federated.DPConfig(clip_norm=1e9, noise_multiplier=0.0,
-                                                seed=PUBLIC_SEED)),
-    progress=False,
-)  # fmt: skip
-CLIP = float(probe_run.history["median_update_norm"].median())
-CLIP_SOURCE = f"median update norm on the public shop (seed {PUBLIC_SEED})"
+OFFSET_CENTRE = round(float(dev_train["rating"].mean()), 1)  # c, from the development world
 DELTA = 0.1 / len(small)
-dp_runs = {}
-for eps in (math.inf, *DP_EPSILONS):
-    z = (
-        0.0
-        if math.isinf(eps)
-        else privacy.noise_multiplier_for(eps, DELTA, CLIENT_FRACTION, SMALL_ROUNDS)
-    )
-    dp_cfg = federated.DPConfig(clip_norm=CLIP, noise_multiplier=z, delta=DELTA, seed=DP_SEED,
-                         clip_source=CLIP_SOURCE)  # fmt: skip
-    dp_runs[eps] = federated.fedavg(
-        federated.init_model(new_model, SEED), small, replace(SMALL_CFG, dp=dp_cfg),
-        device=dev, desc=f"central DP-FedAvg eps={eps}",
-    )  # fmt: skip
+EPS_TIGHT = min(DP_EPSILONS)
+
+
+def private_run(clients, n_users, n_items, clip, l2, eps, seed=DP_SEED, desc=None):
+    """DP-FedAvg with the private offset: z for the training rounds such that rounds and
+    offset together meet ``eps`` (one dp-accounting composition)."""
+    delta = 0.1 / len(clients)
+    z = federated.noise_for_composed(eps, delta, CLIENT_FRACTION, SMALL_ROUNDS, OFFSET_NOISE)
+    rand = federated.Randomness(seed)
+    mu = federated.private_offset(clients, centre=OFFSET_CENTRE, half_width=OFFSET_HALF_WIDTH,
+                                  noise_multiplier=OFFSET_NOISE, rand=rand)  # fmt: skip
+    model_fn = lambda: models_torch.BiasedMF(n_users, n_items, DIM, global_mean=mu)  # noqa: E731
+    dp_cfg = federated.DPConfig(clip_norm=clip, noise_multiplier=z, delta=delta, seed=seed,
+                                clip_source=CLIP_SOURCE)  # fmt: skip
+    run = federated.fedavg(federated.init_model(model_fn, SEED), clients,
+                           replace(SMALL_CFG, l2=l2, dp=dp_cfg), device=dev,
+                           progress=desc is not None, desc=desc or "")  # fmt: skip
+    run.extra.update(mu=mu, epsilon_total=federated.composed_epsilon(
+        z, CLIENT_FRACTION, SMALL_ROUNDS, delta, OFFSET_NOISE))  # fmt: skip
+    return run
+
+
+CLIP_SOURCE = f"chosen on the development shop (seed {evaluation.DEV_SEED})"
+best, dev_scores = evaluation.tune(
+    lambda s: -private_run(dev_small, dev_shop.n_users, dev_shop.n_items, *s, EPS_TIGHT)
+    .history["rmse"].iloc[-1],
+    DP_GRID, desc="DP settings on the development shop",
+)  # fmt: skip
+CLIP, DP_L2 = best
+print("development shop, DP-FedAvg RMSE at epsilon", EPS_TIGHT, "by (clip S, L2):")
+print((-dev_scores).round(4).to_string())
+print(f"chosen: S = {CLIP}, L2 = {DP_L2}, offset centre c = {OFFSET_CENTRE}")
+
+# %%
+dp_runs = {
+    eps: private_run(small, ds.n_users, ds.n_items, CLIP, DP_L2, eps,
+                     desc=f"central DP-FedAvg eps={eps}")
+    for eps in DP_EPSILONS
+}  # fmt: skip
+# non-private reference on the same clients and settings: the exact client-mean offset
+mu_exact = federated.private_offset(small, centre=OFFSET_CENTRE, half_width=OFFSET_HALF_WIDTH,
+                                    noise_multiplier=0.0, rand=federated.Randomness(DP_SEED))  # fmt: skip
+nonprivate = federated.fedavg(
+    federated.init_model(lambda: models_torch.BiasedMF(ds.n_users, ds.n_items, DIM,
+                                                       global_mean=mu_exact), SEED),
+    small, replace(SMALL_CFG, l2=DP_L2), device=dev, desc="FedAvg, exact offset",
+)  # fmt: skip
 
 # %%
 # NBVAL_CHECK_OUTPUT
 dp_table = pd.DataFrame(
     {
         "noise multiplier z": {e: r.config.dp.noise_multiplier for e, r in dp_runs.items()},
-        "epsilon (accountant)": {e: r.epsilon for e, r in dp_runs.items()},
+        "private offset mu": {e: r.extra["mu"] for e, r in dp_runs.items()},
+        "epsilon (rounds + offset)": {e: r.extra["epsilon_total"] for e, r in dp_runs.items()},
         "final RMSE": {e: r.history["rmse"].iloc[-1] for e, r in dp_runs.items()},
     }
 )
 dp_table.index.name = "target epsilon"
-print(f"clip norm S = {CLIP:.3f} ({CLIP_SOURCE}), delta = {DELTA:.1e} = 1/(10K), "
-      f"q = {CLIENT_FRACTION}, T = {SMALL_ROUNDS} rounds, K = {len(small)} clients")  # fmt: skip
-print(dp_table.round(3).to_string())
-print(f"randomness: {dp_runs[DP_EPSILONS[-1]].privacy.randomness}")
+print(f"clip norm S = {CLIP} and L2 = {DP_L2} ({CLIP_SOURCE}), delta = {DELTA:.1e} = 1/(10K), "
+      f"q = {CLIENT_FRACTION}, T = {SMALL_ROUNDS} rounds, K = {len(small)} clients; offset: "
+      f"centre {OFFSET_CENTRE}, clip +-{OFFSET_HALF_WIDTH}, noise multiplier {OFFSET_NOISE}")  # fmt: skip
+print(dp_table.round(4).to_string())
+print(f"randomness: {dp_runs[EPS_TIGHT].privacy.randomness}")
+print(
+    f"development search, DP runs and the non-private run took {time.perf_counter() - T_DP:.0f} s"
+)
 for e, r in dp_runs.items():
-    # noise_multiplier_for (Opacus's search) stops within 1 % of the target epsilon
-    assert math.isinf(e) or r.epsilon <= e * 1.02, "reported epsilon must meet the target"
-nonprivate_small = faults["no faults"].history["rmse"].iloc[-1]
-print(f"non-private FedAvg on the same clients: RMSE {nonprivate_small:.3f}")
-loosest = dp_runs[DP_EPSILONS[0]].history["rmse"].iloc[-1]
-clipped_only = dp_runs[math.inf].history["rmse"].iloc[-1]
+    assert r.extra["epsilon_total"] <= e, "code: the composed epsilon must meet the target"
+rmse_nonprivate = nonprivate.history["rmse"].iloc[-1]
+print(f"non-private FedAvg, same clients and settings, exact offset {mu_exact:.3f}: "
+      f"RMSE {rmse_nonprivate:.4f}; global-mean predictor {rmse_mean:.4f}")  # fmt: skip
 _ = evaluation.observed(
-    f"the noise at the loosest target (epsilon={DP_EPSILONS[0]:g}) costs less than 0.01 RMSE "
-    "next to clipping alone",
-    bool(loosest < clipped_only + 0.01),
-    f"RMSE {loosest:.4f} with noise, {clipped_only:.4f} clipped without noise",
+    "non-private FedAvg on the small clients beats the constant (global-mean) predictor",
+    bool(rmse_nonprivate < rmse_mean),
+    f"{rmse_nonprivate:.4f} vs {rmse_mean:.4f}",
+)
+tight = dp_runs[EPS_TIGHT].history["rmse"].iloc[-1]
+_ = evaluation.observed(
+    f"DP-FedAvg at epsilon = {EPS_TIGHT:g} (offset included) beats the constant predictor",
+    bool(tight < rmse_mean),
+    f"{tight:.4f} vs {rmse_mean:.4f}",
+)
+loosest = dp_runs[max(DP_EPSILONS)].history["rmse"].iloc[-1]
+_ = evaluation.observed(
+    f"the privacy at the loosest target (epsilon = {max(DP_EPSILONS):g}) costs less than "
+    "0.01 RMSE next to non-private FedAvg",
+    bool(loosest < rmse_nonprivate + 0.01),
+    f"{loosest:.4f} vs {rmse_nonprivate:.4f}",
 )
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
-finite = [e for e in dp_runs if not math.isinf(e)]
+finite = sorted(dp_runs)
 ax.plot(finite, [dp_runs[e].history["rmse"].iloc[-1] for e in finite], marker="o",
-        label="DP-FedAvg")  # fmt: skip
-ax.axhline(dp_runs[math.inf].history["rmse"].iloc[-1], color="C2", ls="--",
-           label="clipped, no noise")  # fmt: skip
-ax.axhline(faults["no faults"].history["rmse"].iloc[-1], color="C1", ls=":", label="FedAvg")
+        label="DP-FedAvg (private offset)")  # fmt: skip
+ax.axhline(rmse_nonprivate, color="C1", ls=":", label="FedAvg, no privacy")
 ax.axhline(rmse_mean, color="grey", ls=":", label="global mean")
 ax.set_xscale("log")
 ax.set_xticks(finite, [f"{e:g}" for e in finite])
 ax.minorticks_off()
-ax.set_xlabel(r"$\varepsilon$ (client-level, $\delta = 1/(10K)$)")
+ax.set_xlabel(r"$\varepsilon$ (client-level, rounds + offset, $\delta = 1/(10K)$)")
 ax.set_ylabel("test RMSE")
 ax.set_title("privacy vs accuracy")
 ax.legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# On the default run two prices show in the table. **Clipping** is the larger one: with $\mu$
-# fixed at the public midpoint of the scale (3.0, while the shop's ratings average about 4),
-# the item biases must carry the offset, and updates averaged over $qK$ expected clients move
-# them slowly — the clipped runs, like the non-private FedAvg on the same clients, end above
-# the global-mean predictor, which uses the exact mean that a private model may not hold (a
-# noisy mean paid from the budget is exercise 6). **Noise** costs little until small
-# $\varepsilon$ (the line under the table says whether it did at the loosest target in your
-# run): with `L2` the user factors stay tiny, so noise on the item *factors* is
-# multiplied by near-zero user factors, and the noise on an item bias is divided by the $qK$
-# clients of a round (about 30). The lever is the number of clients per round: the noise
-# standard deviation on the average is $zS/(qK)$.
+# The lines under the table say, for this run, whether non-private FedAvg and the private
+# model at the tightest target beat the constant predictor, and whether privacy at the
+# loosest target costs less than 0.01 RMSE. The constant predictor uses the exact training
+# mean, which a private model may not hold; the private model pays for its offset instead.
+# The lever against noise is the number of clients per round: the noise standard deviation
+# on the averaged update is $zS/(qK)$, on the offset $z_\mu h / K$.
 #
 # ### Secure aggregation (toy): the server sees only the sum
 #
@@ -698,7 +740,8 @@ plt.show()
 # each sign and cancels. The real protocol agrees masks by Diffie–Hellman and secret-shares
 # them so the sum survives clients that drop out mid-round; this toy has neither (its masks
 # come from the run's random source: OS entropy by default, a seed here for a reproducible
-# printout). The modulus is a hard limit: a sum that passes $2^{31}$ in fixed point wraps
+# printout; inside `fedavg` the masks are drawn afresh every round). The modulus is a hard
+# limit: a sum that passes $2^{31}$ in fixed point wraps
 # silently into a wrong number, so the clients agree on a bound per coordinate and the
 # protocol refuses a round whose sum could overflow.
 
@@ -741,11 +784,16 @@ except OverflowError as err:
 # noise**, $\mathcal N(0, z^2S^2/m)$; the shares of the $m$ clients add up to
 # $\mathcal N(0, z^2S^2)$, the same noise as central DP. The noisy updates travel through the
 # pairwise-mask protocol above, so the server learns only their sum — the same quantity the
-# trusted server published. Against everyone who sees the models, $\varepsilon$ is the same
-# as central DP's. Against the server itself, which knows who was sampled, amplification by
+# trusted server published. Against everyone who sees the models, the rounds cost the same
+# $\varepsilon$ as central DP's (the central runs also paid for their offset). Against the server itself, which knows who was sampled, amplification by
 # sampling does not apply: that $\varepsilon$ is accounted without it, over the most rounds
-# any client took part in. Every sampled client must report (a missing noise share leaves the
-# sum under-noised), so dropout is refused in this mode; a real deployment uses SecAgg+
+# any client took part in. The server must not **collude** with clients: $c$ colluding clients
+# know their own noise shares and can subtract them from the sum, leaving noise of variance
+# $z^2S^2(m-c)/m$ — less than the accountant assumed (real systems add slack for a bound on
+# $c$). The private offset of the central runs is not used here ($\mu$ stays the public
+# midpoint), since releasing it would need its own secure sum. Every sampled client must
+# report (a missing noise share leaves the sum under-noised), so dropout is refused in this
+# mode; a real deployment uses SecAgg+
 # (Flower's `SecAggPlusWorkflow`) with a minimum number of survivors. Fixed-point rounding of
 # each share before the sum is not strictly post-processing of the noisy sum; the distributed
 # discrete Gaussian (Kairouz et al. 2021) closes that gap.
@@ -769,7 +817,7 @@ trust_table = pd.DataFrame(
         "server trusted": ["yes", "no", "no"],
         "randomness": ["seeded demo", "seeded demo", "OS (private)"],
         "epsilon (published models)": [
-            central_min.epsilon,
+            central_min.extra["epsilon_total"],
             distributed["seeded demo"].epsilon,
             distributed["secure"].epsilon,
         ],
@@ -784,7 +832,11 @@ trust_table = pd.DataFrame(
             distributed["secure"].history["rmse"].iloc[-1],
         ],
     },
-    index=["central DP", "distributed DP + secure aggregation", "  same, secure mode"],
+    index=[
+        "central DP (rounds + private offset)",
+        "distributed DP + secure aggregation (public mu)",
+        "  same, secure mode",
+    ],
 )
 print(trust_table.round(3).to_string())
 print()
@@ -855,22 +907,30 @@ print(
 #   `FedAvg` in `DifferentialPrivacyServerSideFixedClipping` (a trusted server clips and adds
 #   the noise, as our central mode), `dp="client-clipping"` in
 #   `DifferentialPrivacyClientSideFixedClipping` with Flower's `fixedclipping_mod` on the
-#   ClientApp; `dp="server-adaptive"` uses `DifferentialPrivacyServerSideAdaptiveClipping`
-#   (Andrew et al. 2021), whose noisy count of clipped updates is accounted too. All average
-#   with equal weights and print their $(\varepsilon, \delta)$ from the same accountant as
-#   above (every node in every round: no amplification by sampling).
+#   ClientApp. Both average with equal weights over the replies received, so one node's
+#   partition *replaced* by another's moves the sum by up to $2S$ against noise $zS$: the App
+#   prints its $(\varepsilon, \delta)$ for that replace-one mechanism (effective multiplier
+#   $z/2$, every node in every round: no amplification by sampling), with a warning when there
+#   are too few SuperNodes for the guarantee to mean much (8 regions are). Flower's adaptive
+#   clipping (`DifferentialPrivacyServerSideAdaptiveClipping`) is not offered: in the Flower
+#   release used here its clip norm moves away from the target quantile
+#   (`flower_app/README.md` has the bug report and a reproduction).
 #   Flower's SecAgg+ (`SecAggPlusWorkflow` + `secaggplus_mod`) runs only in Flower's legacy
 #   workflow in the Flower release used here, not with these Message-API strategies, so the untrusted-server
 #   version stays in the from-scratch loop.
 #
 # **Running it.** `flwr run flower_app` submits the app to a SuperLink. For a local
 # simulation, Flower's default connection starts a SuperLink in simulation mode, whose Ray
-# runtime hosts the virtual SuperNodes. For the **deployment engine**, a `flower-superlink`
-# runs on a server and each silo runs `flower-supernode --superlink <host>:<port>
-# --node-config "partition-id=3 num-partitions=8"` next to its own data (TLS certificates and
-# SuperNode authentication in production; `--insecure` only on 127.0.0.1 for a try-out), and
-# the same `flwr run` command submits the app. `federated.LocalFederation` starts exactly these
-# processes on 127.0.0.1 and stops them afterwards; `tests/test_flower_deployment.py` runs
+# runtime hosts the virtual SuperNodes; the cell below prints the full command (from
+# `federated.flwr_run_command`, which `tests/test_flower_command.py` runs): it names the
+# number of SuperNodes (`--federation-config num-supernodes=…`, without which the ServerApp
+# waits forever for nodes Flower never starts), turns off Flower's runtime installation of
+# the App's dependencies, and Flower's and Ray's usage reporting. For the **deployment
+# engine**, a `flower-superlink` runs on a server and each silo runs `flower-supernode
+# --superlink <host>:<port> --node-config "partition-id=3 num-partitions=8"` next to its own
+# data (TLS certificates, and SuperNode authentication in production), and the same `flwr
+# run` command submits the app. `federated.LocalFederation` starts exactly these processes on
+# 127.0.0.1, over TLS with a certificate made for the run, and stops them afterwards; `tests/test_flower_deployment.py` runs
 # the deployment engine that way and compares it with the from-scratch loop.
 #
 # The App (`flower_app/recbook_flower/`) imports recbook; recbook never imports the App. It
@@ -891,9 +951,10 @@ flower_cfg = replace(CFG, rounds=FLOWER_ROUNDS)
 scratch = federated.fedavg(
     federated.init_model(new_model, SEED), regions, flower_cfg, progress=False
 )
-flower_cmd = (
-    f'flwr run flower_app --run-config \'dataset="{DATASET}" partition-column="{PARTITION}" '
-    f"num-rounds={FLOWER_ROUNDS}'"
+flower_cmd = federated.flwr_run_command(  # run it from the checkout's root
+    len(regions),
+    dict(dataset=DATASET, partition_column=PARTITION, num_rounds=FLOWER_ROUNDS)
+    | ({"data_path": str(DATA_PATH)} if DATA_PATH else {}),
 )
 print("command:", flower_cmd)
 flower = None
@@ -958,10 +1019,11 @@ recbook.record(
     "rmse_fedavg_small_dropout", float(faults[f"{DROPOUT:.0%} dropout"].history["rmse"].iloc[-1])
 )
 recbook.record("rounds_to_98pct_gap_regions", rounds_to(fcf.history, target))
-recbook.record("dp_epsilon_min", float(dp_runs[DP_EPSILONS[-1]].epsilon))
+recbook.record("dp_epsilon_min", float(dp_runs[DP_EPSILONS[-1]].extra["epsilon_total"]))
 recbook.record("rmse_dp_min_epsilon", float(dp_runs[DP_EPSILONS[-1]].history["rmse"].iloc[-1]))
 recbook.record("dp_delta", DELTA)
 recbook.record("dp_clip_norm_public", CLIP)
+recbook.record("rmse_fedavg_small_exact_offset", float(rmse_nonprivate))
 recbook.record("dp_epsilon_distributed", float(distributed["secure"].epsilon))
 recbook.record(
     "dp_epsilon_distributed_vs_server", float(distributed["secure"].privacy.epsilon_vs_server)
@@ -1053,9 +1115,9 @@ print(
 #   are trained and kept on the client; only item-side tensors are averaged. Averaging user
 #   rows too leaks every profile and dilutes each user's step (whether it also ends with a
 #   worse RMSE in your run is printed under its table).
-# * On the default run FedAvg with full participation follows centralised training on the 8
-#   regions after a slower start; whether it ends near centralised training and beats
-#   local-only training is decided over three seeds by the verdicts above, not by one run.
+# * Whether FedAvg with full participation on the 8 regions ends near centralised training
+#   and beats local-only training is decided over three seeds by the verdicts above (the
+#   curves of one run show a slower start), not by one run.
 #   With hundreds of small clients and $C = 0.1$, larger $E$ trades device computation for
 #   fewer rounds.
 # * Dropout and stragglers cost examples per round, not correctness — FedAvg averages over
@@ -1066,8 +1128,9 @@ print(
 #   published models are protected; with distributed DP clients clip and noise their own
 #   updates and the server sees only the sum under secure aggregation — the same
 #   $\varepsilon$ for the published models, and an $\varepsilon$ against the server too.
-# * A private model holds no exact statistic of the data ($\mu$ is the public midpoint), its
-#   clip norm comes from public data, its noise from the OS; seeded runs are demos.
+# * A private model holds no exact statistic of the data: its offset $\mu$ is a noisy release
+#   paid from the same $\varepsilon$ (composed with the rounds), its clip norm and L2 come from
+#   the development shop, its noise from the OS; seeded runs are demos.
 # * Bytes per round scale with the shared model and the clients per round, not with the data.
 # * The same FedAvg runs as a Flower App (`flower_app/`): each SuperNode loads only its own
 #   partition by `partition-id`; `flwr run` launches it on the simulation or the deployment
@@ -1077,18 +1140,17 @@ print(
 #
 # 1. Run the 8 IID clients with $E = 5$ too: is the plateau of the region run with $E = 5$
 #    client drift (non-IID) or plain over-fitting?
-# 2. Set `L2 = 0.1` (the user factors stay alive) and re-run the DP section: how does the
-#    price of $\varepsilon = 0.5$ change, and why?
+# 2. Add `LEARNING_RATE` and `SMALL_ROUNDS` to the search on the development shop (each
+#    value of $T$ changes the noise needed for the same $\varepsilon$): does the price of
+#    $\varepsilon = 0.5$ change?
 # 3. Make the aggregation robust to region-specific items: average each item row only over the
 #    clients that changed it. What does the server learn from the counts it needs?
 # 4. Wrap Flower's strategy in `flwr.serverapp.strategy.DifferentialPrivacyServerSideFixedClipping`
 #    and compare its updates with `DPConfig` here.
 # 5. Run `SMALL_CLIENT_USERS = 1` (one client per user, true cross-device) with `SMALL_ROUNDS`
 #    reduced: how do run time, bytes per round and the DP noise per coordinate change?
-# 6. Pay for a noisy global mean: each client sends its users' clipped rating offsets from 3.0
-#    and their count, the server adds Gaussian noise to both sums. Compose that query with the
-#    training rounds in one accountant (`dp_accounting.ComposedDpEvent`) and compare the RMSE
-#    at the same total $\varepsilon$.
+# 6. Split the budget differently between the offset and the rounds (`OFFSET_NOISE` from 3
+#    to 30): where does the RMSE at $\varepsilon = 0.5$ stop improving?
 # 7. Run with `DATASET = "movielens-100k"`, `PARTITION = "occupation"` and `DATA_PATH` set to
 #    your copy of ml-100k (on the tiny `data/fixtures/ml-100k`, whose clients hold one user
 #    each, also `LEARNING_RATE = 0.1`): occupations as clients (cross-silo), and small

@@ -159,7 +159,14 @@ def test_dp_fedavg_reports_epsilon_and_clips(clients):
     cfg = fl.FedAvgConfig(rounds=3, client_fraction=0.9, batch_size=4, lr=0.2, dp=dp)
     result = fl.fedavg(fl.init_model(_model_fn, 0), clients, cfg, progress=False)
     assert result.epsilon == pytest.approx(fl.dp_epsilon(0.5, 0.9, 3, 1e-2))
-    assert (result.history["median_update_norm"].dropna() > 0.01).all()  # clipping was active
+    assert "median_update_norm" not in result.history  # a private run shows no exact norm
+    check = fl.fedavg(
+        fl.init_model(_model_fn, 0), clients,
+        fl.FedAvgConfig(rounds=3, client_fraction=0.9, batch_size=4, lr=0.2,
+                        dp=fl.DPConfig(clip_norm=0.01, noise_multiplier=0.0, delta=1e-2, seed=0)),
+        progress=False,
+    )  # fmt: skip
+    assert (check.history["median_update_norm"].dropna() > 0.01).all()  # clipping was active
     assert result.privacy.randomness == fl.SEEDED_LABEL  # a seeded run says it is a demo
     assert "not private" in result.privacy.statement()
 
@@ -336,3 +343,50 @@ def test_flower_message_round_trip():
     back = fl.arrays_to_state(fl.to_arrays(state))
     torch.testing.assert_close(back["item_bias.weight"], state["item_bias.weight"])
     assert fl.flower_message_bytes(state) >= fl.payload_bytes(state)
+
+
+def test_fedavg_refuses_a_client_without_training_ratings(clients):
+    empty = fl.Client(99, np.array([0]), tuple(t[:0] for t in clients[0].train),
+                      clients[0].test, label="empty")  # fmt: skip
+    cfg = fl.FedAvgConfig(rounds=1, batch_size=4, lr=0.2)
+    with pytest.raises(ValueError, match=r"no training ratings.*'empty'"):
+        fl.fedavg(fl.init_model(_model_fn, 0), [*clients, empty], cfg, progress=False)
+
+
+@pytest.mark.parametrize(
+    "column, value, match",
+    [
+        ("rating", float("nan"), r"train\['rating'\] holds NaN"),
+        ("item_id", 999, r"train\['item_id'\] must lie in 0..5"),
+        ("item_id", -1, r"train\['item_id'\] must lie in"),
+    ],
+)
+def test_make_clients_refuses_nan_ratings_and_items_outside_the_catalogue(column, value, match):
+    train = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [1, 2, 3], "rating": [4.0, 3.0, 5.0]})
+    test = train.iloc[:1].copy()
+    groups = {"a": [0], "b": [1]}
+    assert len(fl.make_clients(train, test, groups, n_items=6)) == 2
+    bad = train.copy()
+    bad.loc[1, column] = value
+    with pytest.raises(ValueError, match=match):
+        fl.make_clients(bad, test, groups, n_items=6)
+
+
+def test_seeded_secure_aggregation_draws_fresh_masks_every_round(monkeypatch):
+    import importlib
+
+    fedavg_module = importlib.import_module("recbook.federated.fedavg")  # the module, not fedavg()
+
+    seen = []
+    real = fedavg_module.masked_updates
+
+    def spy(updates, **kw):
+        seen.append(kw.get("seed"))
+        return real(updates, **kw)
+
+    monkeypatch.setattr(fedavg_module, "masked_updates", spy)
+    rand = fl.Randomness(3)
+    upd = [{"w": torch.zeros(3)}, {"w": torch.ones(3)}]
+    for rnd in (1, 2):
+        fedavg_module._secure_sum(upd, 2.0, rand, rnd)
+    assert len(seen) == 2 and seen[0] != seen[1]

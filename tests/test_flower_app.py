@@ -37,7 +37,7 @@ def test_the_typed_config_reads_the_apps_pyproject_defaults():
         ({"partition-column": ""}, ValueError, "partition-column is empty"),
         ({"test-size": 1.0}, ValueError, "run-config test-size"),
         ({"lr": "fast"}, TypeError, "run-config lr must be a number"),
-        ({"dp-target-quantile": 1.5}, ValueError, r"dp-target-quantile must be in \[0, 1\]"),
+        ({"dp": "server-adaptive"}, ValueError, "not offered.*server-clipping"),
         ({"data-path": "ml-100k.zip"}, ValueError, "data-path is for public data"),
         ({"dataset": "movielens-100k", "shop-scale": 0.5}, ValueError, "shop-scale"),
     ],

@@ -1,13 +1,13 @@
 """The Flower App in ``flower_app/`` run with ``flwr run`` on Flower's own engines.
 
-Deployment: a ``flower-superlink`` and two ``flower-supernode`` processes on 127.0.0.1 in
-insecure mode (loopback only), each SuperNode loading only its own partition (MovieLens
-fixture users grouped by gender). Simulation: a ``flower-superlink --simulation``. Both must
-reproduce the from-scratch FedAvg loop on the same partitions, round by round, so they also
-agree with each other. Every process is stopped when ``LocalFederation`` exits. The tests that
-start Flower are marked ``flower`` (deselect with ``-m 'not flower'``): Flower starts a Python
-process per SuperNode and per task, minutes on a busy machine, where Ray's raylet may also
-miss its fixed 30 s registration (the simulation test then skips).
+Deployment: a ``flower-superlink`` and two ``flower-supernode`` processes on 127.0.0.1 over TLS
+with a certificate generated for the run (no ``--insecure``), each SuperNode loading only its
+own partition (MovieLens fixture users grouped by gender). Simulation: a ``flower-superlink
+--simulation``. Both must reproduce the from-scratch FedAvg loop on the same partitions, round
+by round, so they also agree with each other. Every process is stopped when ``LocalFederation``
+exits. The tests that start Flower are marked ``flower`` (deselect with ``-m 'not flower'``):
+Flower starts a Python process per SuperNode and per task, minutes on a busy machine, where
+Ray's raylet may also miss its fixed 30 s registration (the simulation test then skips).
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def test_deployment_engine_matches_the_from_scratch_loop(loop):
     with fl.LocalFederation("deployment", 2, timeout=420, app_dir=APP) as federation:
         result = federation.run(**RUN)
     _check_against_loop(result, loop)
+    assert all("--insecure" not in p.args for p in federation.procs)  # TLS everywhere
+    assert sum("--root-certificates" in p.args for p in federation.procs) == 2  # both nodes
     assert all(p.poll() is not None for p in federation.procs)  # SuperLink and SuperNodes
     assert federation._descendants() == []  # and whatever Flower started from them
 

@@ -7,9 +7,8 @@ configuration errors. The simulation test (marker ``flower``: it starts a
 ``DifferentialPrivacyServerSideFixedClipping`` and with
 ``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``, without noise so the
 result is exact, and checks both against the from-scratch loop's clipped DP-FedAvg - and that
-the clip norm is small enough to change the result (the wrappers really clip); then
-``DifferentialPrivacyServerSideAdaptiveClipping`` with noise (its clip norm moves, its ε is
-the accounted one).
+the clip norm is small enough to change the result (the wrappers really clip). Flower's
+adaptive clipping is refused with an error naming the alternatives.
 """
 
 from __future__ import annotations
@@ -19,13 +18,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import dp_accounting
 import numpy as np
 import pytest
 import torch
 from flower_defaults import APP, DEFAULTS, ROOT
+from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
-    DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
     FedAvg,
 )
@@ -62,7 +62,7 @@ def _privacy(mode: str, n_nodes: int = 8, **settings) -> dict | None:
 def test_flower_dp_epsilon_comes_from_recbooks_accountant():
     report = _privacy("server-clipping", noise_multiplier=1.2)
     assert report["delta"] == pytest.approx(1 / 80)  # 1 / (10 K)
-    want = fl.dp_epsilon(1.2, 1.0, RUN["num_rounds"], 1 / 80)  # no amplification: q = 1
+    want = fl.dp_epsilon(0.6, 1.0, RUN["num_rounds"], 1 / 80)  # replace-one z/2, q = 1
     assert report["epsilon"] == pytest.approx(want) and math.isfinite(want)
     assert "server is trusted" in report["statement"] and "q = 1" in report["statement"]
     assert "fixedclipping_mod" in _privacy("client-clipping", noise_multiplier=1.2)["statement"]
@@ -77,15 +77,94 @@ def test_the_app_states_recbooks_accounting_for_its_run_config():
     assert strategy.privacy(_task()) is None  # dp off by default
     cfg = _task(dp="server-clipping", dp_clip=0.3, dp_noise_multiplier=1.2, num_partitions=8)
     assert strategy.privacy(cfg) == _privacy("server-clipping", noise_multiplier=1.2, clip_norm=0.3)
-    adaptive = _task(
-        dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0, dp_target_quantile=0.7,
-        dp_clip_lr=0.1, dp_delta=0.01,
+
+
+def test_the_apps_epsilon_equals_a_hand_dp_accounting_computation():
+    """Flower's equal-weight average of K clipped updates plus N(0, (zC/K)^2), one node
+    replaced: the sum moves by up to 2C against noise zC, i.e. a Gaussian mechanism with
+    multiplier z/2, composed over the rounds without sampling."""
+    z, rounds, k, delta = 1.6, 5, 8, 1e-3
+    report = flower.flower_privacy(
+        "server-clipping", n_nodes=k, rounds=rounds, noise_multiplier=z, clip_norm=0.5,
+        delta=delta,
     )  # fmt: skip
-    assert strategy.privacy(adaptive) == flower.flower_privacy(
-        "server-adaptive", n_nodes=DEFAULTS["num-partitions"], rounds=RUN["num_rounds"],
-        noise_multiplier=0.5, clip_norm=DEFAULTS["dp-clip"], delta=0.01, target_quantile=0.7,
-        clip_lr=0.1, count_std=1.0,
-    )  # fmt: skip
+    acc = dp_accounting.rdp.RdpAccountant()
+    acc.compose(dp_accounting.GaussianDpEvent(z / 2), rounds)
+    assert report["epsilon"] == pytest.approx(acc.get_epsilon(delta), rel=1e-9)
+    assert report["effective_noise_multiplier"] == z / 2 and report["adjacency"] == "replace-one"
+    assert "replace-one" in report["statement"]
+
+
+def test_the_apps_epsilon_matches_flowers_own_accountant_told_z_over_2():
+    """Flower's accountant (no amplification) offers only add-or-remove adjacency; told the
+    replace-one multiplier z/2 it gives recbook's number. Told Flower's z, as its wrappers
+    would, it states a smaller epsilon than the mechanism run (README, upstream notes)."""
+    from flwr.supercore.privacy_accounting import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        SamplingMethod,
+    )
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+    k, z, rounds, delta = 8, 1.6, 5, 1e-3
+
+    def flowers(multiplier: float) -> float:
+        config = PrivacyConfig(
+            delta, k, NeighboringRelation.ADD_OR_REMOVE_ONE, SamplingMethod.NO_AMPLIFICATION
+        )
+        acc = RdpAccountant(config)
+        acc.compose(GaussianPrivacyEvent(multiplier, sample_size=k, population_size=k), rounds)
+        return acc.get_epsilon(delta)
+
+    ours = flower.flower_privacy(
+        "server-clipping", n_nodes=k, rounds=rounds, noise_multiplier=z, clip_norm=0.5,
+        delta=delta,
+    )["epsilon"]  # fmt: skip
+    assert ours == pytest.approx(flowers(z / 2), rel=1e-6)
+    assert flowers(z) < ours
+
+
+def test_the_statement_warns_when_there_are_too_few_units():
+    few = _privacy("server-clipping", n_nodes=8)
+    assert few["warning"] and "WARNING: only 8 units" in few["statement"]
+    assert str(flower.MIN_UNITS) in few["warning"]
+    many = _privacy("server-clipping", n_nodes=flower.MIN_UNITS)
+    assert many["warning"] is None and "WARNING" not in many["statement"]
+
+
+def test_adaptive_clipping_is_refused_with_the_alternatives():
+    with pytest.raises(ValueError, match="server-clipping.*client-clipping"):
+        _privacy("server-adaptive")
+    with pytest.raises(ValueError, match="run-config dp.*not offered.*set dp"):
+        _task(dp="server-adaptive")
+
+
+def test_the_apps_noise_comes_from_an_os_seeded_generator(monkeypatch):
+    """The wrapper draws its noise from recbook's generator (a fresh OS seed every round)
+    through the hook Flower's fixed-clipping wrappers call, never numpy's global state."""
+    seeds = []
+    real = strategy.os_generator
+
+    def spy():
+        seeds.append(1)
+        return real()
+
+    monkeypatch.setattr(strategy, "os_generator", spy)
+    wrapped = strategy.dp_strategy(FedAvg(), _task(dp="server-clipping", dp_clip=1.0), 4)
+    zeros = ArrayRecord({"w": Array(np.zeros(20000, dtype=np.float32))})
+    np.random.seed(0)
+    state = np.random.get_state()[1].copy()
+    a = wrapped._add_noise_to_aggregated_arrays(zeros)["w"].numpy()
+    b = wrapped._add_noise_to_aggregated_arrays(zeros)["w"].numpy()
+    assert len(seeds) == 2 and not np.allclose(a, b)  # fresh generator each round
+    assert (np.random.get_state()[1] == state).all()  # numpy's global state untouched
+    assert a.std() == pytest.approx(1.0 * 1.0 / 4, rel=0.05) and a.dtype == np.float32
+    assert "_add_noise_to_aggregated_arrays" in vars(
+        DifferentialPrivacyServerSideFixedClipping
+    ).keys() | {
+        n for c in DifferentialPrivacyServerSideFixedClipping.__mro__ for n in vars(c)
+    }  # Flower still has the hook the App overrides
 
 
 @pytest.mark.parametrize(
@@ -102,24 +181,6 @@ def test_flower_dp_refuses_bad_settings(dp, match):
         _task(**dp)
 
 
-def test_adaptive_clipping_is_accounted_with_its_noisy_count():
-    """Flower's split of z (Andrew et al.'s centred-bit formula) inverted by hand, then the
-    plain-bit count (sensitivity 1) added back: the effective z is below Flower's nominal z."""
-    s, z_updates, z_eff = flower.adaptive_noise(0.5, 8, count_std=1.0)
-    assert s == 1.0 and z_updates**-2 == pytest.approx(0.5**-2 - 2.0**-2)
-    assert z_eff**-2 == pytest.approx(z_updates**-2 + 1.0) and z_eff < 0.5
-    assert flower.adaptive_noise(0.3, 8)[0] == pytest.approx(0.4)  # Flower's default K/20
-    with pytest.raises(ValueError, match="dp-count-std"):
-        flower.adaptive_noise(0.8, 8)
-    report = _privacy("server-adaptive", noise_multiplier=0.5, count_std=1.0)
-    assert report["epsilon"] == pytest.approx(fl.dp_epsilon(z_eff, 1.0, 2, 1 / 80))
-    fixed = _privacy("server-clipping", noise_multiplier=0.5)
-    assert report["epsilon"] > fixed["epsilon"]  # the count costs privacy too
-    assert "z_eff" in report["statement"] and "adaptation settings" in report["statement"]
-    with pytest.raises(ValueError, match="dp-target-quantile"):
-        _task(dp="server-adaptive", dp_target_quantile=1.5)
-
-
 def test_flower_dp_refuses_a_delta_of_one_over_k_or_more():
     with pytest.raises(ValueError, match="1/n"):
         _privacy("server-clipping", delta=0.2)
@@ -133,12 +194,6 @@ def test_flower_dp_strategy_is_flowers_wrapper():
     assert isinstance(server, DifferentialPrivacyServerSideFixedClipping)
     assert isinstance(client, DifferentialPrivacyClientSideFixedClipping)
     assert server.clipping_norm == 0.3 and server.num_sampled_clients == 2
-    adaptive = strategy.dp_strategy(
-        base, _task(dp="server-adaptive", dp_noise_multiplier=0.5, dp_count_std=1.0), 2
-    )
-    assert isinstance(adaptive, DifferentialPrivacyServerSideAdaptiveClipping)
-    assert adaptive.clipped_count_stddev == 1.0
-    assert adaptive.noise_multiplier == pytest.approx(flower.adaptive_noise(0.5, 2, 1.0)[1])
 
 
 def test_under_dp_the_app_weighs_updates_equally():
@@ -185,10 +240,6 @@ def test_flower_dp_wrappers_run_and_clip_in_simulation():
                 results[mode] = federation.run(
                     **RUN, dp=mode, dp_clip=CLIP, dp_noise_multiplier=0.0
                 )
-            adaptive = federation.run(
-                **RUN, dp="server-adaptive", dp_clip=CLIP, dp_noise_multiplier=0.5,
-                dp_count_std=1.0,
-            )  # fmt: skip
         assert federation._descendants() == []
     except RuntimeError as err:
         if "node timed out during startup" in str(err):  # Ray's fixed 30 s raylet wait
@@ -203,8 +254,3 @@ def test_flower_dp_wrappers_run_and_clip_in_simulation():
         unclipped = fl.shared_state(plain.model)["item_factors.weight"]
         assert (result["weights"]["item_factors.weight"] - unclipped).abs().max() > 1e-3
         assert result["privacy"]["mode"] == mode and result["privacy"]["epsilon"] == math.inf
-    # adaptive clipping with noise: runs, moves its clip norm, states its accounted epsilon
-    report = adaptive["privacy"]
-    z_eff = flower.adaptive_noise(0.5, 2, 1.0)[2]
-    assert report["epsilon"] == pytest.approx(fl.dp_epsilon(z_eff, 1.0, RUN["num_rounds"], 0.05))
-    assert report["final_clip_norm"] != CLIP and np.isfinite(adaptive["history"]["rmse"]).all()

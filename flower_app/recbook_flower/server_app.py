@@ -24,6 +24,7 @@ from recbook.federated.local_federation import RESULT_FILE, WEIGHTS_FILE
 from recbook_flower.strategy import build_strategy, privacy
 from recbook_flower.task import TaskConfig, model_fn
 
+FINISHED = "recbook FedAvg finished"  # the ServerApp's last line (flwr run exits 0 on a crash)
 app = ServerApp()
 
 
@@ -42,17 +43,16 @@ def main(grid: Grid, context: Context) -> None:
         num_rounds=cfg.num_rounds,
         train_config=ConfigRecord({}),
     )
+    rmse = {
+        int(r): math.sqrt(float(m["mse"]))
+        for r, m in sorted(result.evaluate_metrics_clientapp.items())
+    }
+    print(f"{FINISHED}: test RMSE by round {rmse}", flush=True)
     if not cfg.result_dir:
         return
     out = Path(cfg.result_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / WEIGHTS_FILE, **{n: np.array(a.numpy()) for n, a in result.arrays.items()})
-    rmse = {
-        int(r): math.sqrt(float(m["mse"]))
-        for r, m in sorted(result.evaluate_metrics_clientapp.items())
-    }
-    if report and cfg.dp == "server-adaptive":
-        report["final_clip_norm"] = float(strategy.clipping_norm)
     summary = {
         "rmse": rmse, "seconds": time.perf_counter() - start, "nodes": cfg.num_partitions,
         "privacy": report,

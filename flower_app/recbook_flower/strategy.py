@@ -1,43 +1,42 @@
-"""The ServerApp's strategy: Flower's ``FedAvg``, wrapped in Flower's own DP wrapper when the
-run config's ``dp`` is on, and recbook's statement of what that run guarantees.
+"""The ServerApp's strategy: Flower's ``FedAvg``, wrapped in Flower's own fixed-clipping DP
+wrapper when the run config's ``dp`` is on, and recbook's statement of what that run guarantees.
 
 * ``"server-clipping"``: ``DifferentialPrivacyServerSideFixedClipping`` (the server clips each
   update and adds the noise: a trusted server, central DP).
 * ``"client-clipping"``: ``DifferentialPrivacyClientSideFixedClipping``, with Flower's
   ``fixedclipping_mod`` on the ClientApp (clients clip; the server still sees each clipped
   update and adds the noise).
-* ``"server-adaptive"``: ``DifferentialPrivacyServerSideAdaptiveClipping`` (Andrew et al. 2021:
-  the clip norm follows a target quantile of the update norms, learnt from a noisy count that
-  is accounted in ε, see :func:`recbook.federated.flower.adaptive_noise`).
 
 Under DP, updates are averaged with equal weights (the noise std ``z C / m`` assumes it) and
-every SuperNode takes part in every round; ε comes from recbook's accountant
-(:func:`recbook.federated.flower.flower_privacy`). Flower draws the noise from numpy's global
-generator, so the wrapper re-seeds it from the OS before every aggregation.
-Flower's SecAgg+ (``SecAggPlusWorkflow`` + ``secaggplus_mod``) is not offered: it runs only in
-Flower's legacy workflow (``LegacyContext``, ``flwr.server.strategy``, ``FitIns``/``FitRes``
-messages), not with the Message-API strategies this App uses.
+every SuperNode takes part in every round; ε comes from recbook's accountant for replace-one
+adjacency (:func:`recbook.federated.flower.flower_privacy`). The noise is drawn from a numpy
+generator seeded from the OS (``secrets``) for every round, not from numpy's global generator
+Flower would use: the wrapper overrides Flower's ``_add_noise_to_aggregated_arrays`` hook (a
+test checks that Flower still calls it). Flower's adaptive clipping is not offered (README).
+Flower's SecAgg+ (``SecAggPlusWorkflow`` + ``secaggplus_mod``) is not offered either: it runs
+only in Flower's legacy workflow (``LegacyContext``, ``flwr.server.strategy``,
+``FitIns``/``FitRes`` messages), not with the Message-API strategies this App uses.
 """
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
-from flwr.app import MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
-    DifferentialPrivacyServerSideAdaptiveClipping,
     DifferentialPrivacyServerSideFixedClipping,
     FedAvg,
     Strategy,
 )
 
-from recbook.federated.flower import adaptive_noise, flower_privacy
+from recbook.federated.flower import flower_privacy
 from recbook_flower.task import UNIT_WEIGHT, TaskConfig
 
 WRAPPERS = {
     "server-clipping": DifferentialPrivacyServerSideFixedClipping,
     "client-clipping": DifferentialPrivacyClientSideFixedClipping,
-    "server-adaptive": DifferentialPrivacyServerSideAdaptiveClipping,
 }
 
 
@@ -53,30 +52,29 @@ def by_examples(records: list[RecordDict], _weighting_key: str) -> MetricRecord:
     return MetricRecord(out | {"num-examples": total})
 
 
+def os_generator() -> np.random.Generator:
+    """A numpy generator seeded with 128 bits from the OS (``secrets``): unpredictable noise."""
+    return np.random.default_rng(secrets.randbits(128))
+
+
 def dp_strategy(strategy: Strategy, cfg: TaskConfig, n_nodes: int) -> Strategy:
-    """``strategy`` wrapped in Flower's DP wrapper for ``cfg.dp``, its noise drawn after
-    re-seeding numpy's global generator (Flower's noise source) from the OS."""
+    """``strategy`` wrapped in Flower's DP wrapper for ``cfg.dp``, its noise std
+    ``z C / n_nodes`` drawn from :func:`os_generator`, fresh every round."""
     if cfg.dp == "off":
         return strategy
 
     class OsSeededNoise(WRAPPERS[cfg.dp]):
-        def aggregate_train(self, server_round, replies):
-            np.random.seed(None)  # fresh OS entropy: the round's noise is unpredictable
-            return super().aggregate_train(server_round, replies)
+        def _add_noise_to_aggregated_arrays(self, aggregated_arrays: ArrayRecord) -> ArrayRecord:
+            std = self.noise_multiplier * self.clipping_norm / self.num_sampled_clients
+            rng = os_generator()
+            return ArrayRecord(
+                {
+                    k: Array(np.asarray(a.numpy() + rng.normal(0.0, std, a.shape), a.dtype))
+                    for k, a in aggregated_arrays.items()
+                }
+            )
 
-    z = cfg.dp_noise_multiplier
-    if cfg.dp == "server-adaptive":
-        count_std = adaptive_noise(z, n_nodes, cfg.dp_count_std)[0]
-        return OsSeededNoise(
-            strategy,
-            z,
-            n_nodes,
-            initial_clipping_norm=cfg.dp_clip,
-            target_clipped_quantile=cfg.dp_target_quantile,
-            clip_norm_lr=cfg.dp_clip_lr,
-            clipped_count_stddev=count_std if z > 0 else None,
-        )
-    return OsSeededNoise(strategy, z, cfg.dp_clip, n_nodes)
+    return OsSeededNoise(strategy, cfg.dp_noise_multiplier, cfg.dp_clip, n_nodes)
 
 
 def build_strategy(cfg: TaskConfig) -> Strategy:

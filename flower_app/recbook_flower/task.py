@@ -15,7 +15,7 @@ from typing import Any
 
 from recbook import checks, datasets, splits
 from recbook.federated import Client, partition, public_mean
-from recbook.federated.flower import DP_MODES
+from recbook.federated.flower import check_mode
 from recbook.models_torch import BiasedMF
 
 UNIT_WEIGHT = "unit-weight"  # FedAvg's weighting key under DP: every update counts the same
@@ -46,13 +46,6 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _unit_interval(value: Any, what: str) -> float:
-    v = checks.number(value, what, non_negative=True)
-    if v > 1:
-        raise ValueError(f"{what} must be in [0, 1], got {v}")
-    return v
-
-
 def _one_of(options: tuple) -> Callable[[Any, str], Any]:
     return lambda value, what: checks.one_of(value, options, what)
 
@@ -73,13 +66,10 @@ _RULES: dict[str, Callable[[Any, str], Any]] = {
     "lr": partial(checks.number, positive=True),
     "l2": partial(checks.number, non_negative=True),
     "result_dir": _text,
-    "dp": _one_of(DP_MODES),
+    "dp": check_mode,
     "dp_clip": partial(checks.number, positive=True),
     "dp_noise_multiplier": partial(checks.number, non_negative=True),
     "dp_delta": partial(checks.number, non_negative=True),
-    "dp_target_quantile": _unit_interval,
-    "dp_clip_lr": partial(checks.number, positive=True),
-    "dp_count_std": partial(checks.number, non_negative=True),
 }
 
 
@@ -103,12 +93,9 @@ class TaskConfig:
     l2: float
     result_dir: str  # where the ServerApp writes its result; "" writes nothing
     dp: str  # one of recbook.federated.flower.DP_MODES
-    dp_clip: float  # the clip norm (adaptive: the initial one)
+    dp_clip: float  # the clip norm
     dp_noise_multiplier: float
     dp_delta: float  # 0: 1 / (10 x num-partitions)
-    dp_target_quantile: float  # adaptive only: share of updates left unclipped
-    dp_clip_lr: float  # adaptive only: geometric step of the clip norm
-    dp_count_std: float  # adaptive only: noise std of the clipped count (0: num-partitions/20)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -151,8 +138,6 @@ class TaskConfig:
         return {
             "noise_multiplier": self.dp_noise_multiplier, "clip_norm": self.dp_clip,
             "rounds": self.num_rounds, "delta": self.dp_delta,
-            "target_quantile": self.dp_target_quantile, "clip_lr": self.dp_clip_lr,
-            "count_std": self.dp_count_std,
         }  # fmt: skip
 
 

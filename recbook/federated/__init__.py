@@ -19,8 +19,10 @@ seeded runs labelled as demos) is :mod:`recbook.privacy.randomness`, re-exported
 Trust model, step by step: a client trusts itself with its raw ratings and user rows, which
 never leave it. In plain FedAvg and in central DP-FedAvg the server is trusted to see each
 client's update (which names the items its users rated). In distributed DP-FedAvg the server
-is honest-but-curious and sees only the noisy sum under secure aggregation. Whoever receives
-the published models (other clients, the public) is never trusted; DP bounds what they learn.
+is honest-but-curious and sees only the noisy sum under secure aggregation; it must not
+collude with clients (colluding clients know their own noise shares and can subtract them,
+leaving only the honest clients' noise). Whoever receives the published models (other
+clients, the public) is never trusted; DP bounds what they learn.
 """
 
 from recbook.federated.clients import (
@@ -34,7 +36,16 @@ from recbook.federated.clients import (
     partition,
     pooled,
 )
-from recbook.federated.dp import DPConfig, PrivacyReport, clip_update, dp_epsilon
+from recbook.federated.dp import (
+    DPConfig,
+    PrivacyReport,
+    client_offsets,
+    clip_update,
+    composed_epsilon,
+    dp_epsilon,
+    noise_for_composed,
+    private_offset,
+)
 from recbook.federated.fedavg import (
     EmptyRoundError,
     FedAvgConfig,
@@ -46,13 +57,12 @@ from recbook.federated.fedavg import (
     squared_error,
 )
 from recbook.federated.flower import (
-    adaptive_noise,
     arrays_to_state,
     flower_message_bytes,
     flower_privacy,
     to_arrays,
 )
-from recbook.federated.local_federation import LocalFederation
+from recbook.federated.local_federation import LocalFederation, flwr_run_command
 from recbook.federated.secagg import capacity_check, masked_updates, unmask_sum
 from recbook.federated.state import (
     RATING_SCALE,
@@ -79,15 +89,17 @@ __all__ = [
     "Randomness",
     "SECURE_LABEL",
     "SEEDED_LABEL",
-    "adaptive_noise",
     "arrays_to_state",
     "capacity_check",
+    "client_offsets",
     "clip_update",
+    "composed_epsilon",
     "dp_epsilon",
     "federated_rmse",
     "fedavg",
     "flower_message_bytes",
     "flower_privacy",
+    "flwr_run_command",
     "groups_by_column",
     "groups_of_size",
     "groups_random",
@@ -97,11 +109,13 @@ __all__ = [
     "local_update",
     "make_clients",
     "masked_updates",
+    "noise_for_composed",
     "non_iid_report",
     "num_partitions",
     "partition",
     "payload_bytes",
     "pooled",
+    "private_offset",
     "private_state",
     "public_mean",
     "round_seed",

@@ -87,14 +87,35 @@ def groups_of_size(
     return out
 
 
-def make_clients(train: pd.DataFrame, test: pd.DataFrame, groups: dict) -> list[Client]:
+def _check_ratings(df: pd.DataFrame, what: str, n_items: int | None) -> None:
+    """Refuse NaN/inf ratings and ids, and item ids outside the catalogue, naming a row."""
+    for col in (USER, ITEM, RATING):
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{what}[{col!r}] holds NaN, infinity or a non-number in {int(bad.sum())} "
+                f"row(s) (first at index {df.index[bad.argmax()]!r}); drop or fix those rows"
+            )
+    checks.ids(df[USER].to_numpy(), np.iinfo(np.int64).max, f"{what}[{USER!r}]")
+    checks.ids(df[ITEM].to_numpy(), n_items or np.iinfo(np.int64).max, f"{what}[{ITEM!r}]")
+
+
+def make_clients(
+    train: pd.DataFrame, test: pd.DataFrame, groups: dict, *, n_items: int | None = None
+) -> list[Client]:
     """Split train/test ratings by user group into :class:`Client` objects.
 
     Every user with a rating must be in exactly one group, and every group must hold training
-    data; anything else is an error rather than a silent drop.
+    data; anything else is an error rather than a silent drop. NaN or infinite ratings and ids
+    are refused, and with ``n_items`` (the catalogue size) so are item ids outside it.
     """
     checks.frame(train, (USER, ITEM, RATING), "train")
     checks.frame(test, (USER, ITEM, RATING), "test")
+    if n_items is not None:
+        checks.integer(n_items, "n_items", minimum=1)
+    _check_ratings(train, "train", n_items)
+    _check_ratings(test, "test", n_items)
     owner: dict[int, int] = {}
     for k, ids in enumerate(groups.values()):
         for u in np.asarray(ids).tolist():

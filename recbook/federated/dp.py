@@ -18,17 +18,25 @@ Who is trusted at each step:
   the updates travel under secure aggregation (:mod:`recbook.federated.secagg`), so the
   server only ever sees the noisy sum. Against the server, which knows who was sampled,
   amplification by sampling does not apply: that epsilon is accounted without it, over the
-  most rounds any client took part in. Every sampled client must report (a missing share
-  leaves the sum under-noised), so dropout is refused in this mode.
+  most rounds any client took part in. It assumes the server does not collude with clients:
+  ``c`` colluding clients know their own noise shares and can subtract them, leaving noise of
+  variance ``sigma^2 C^2 (m - c) / m`` on the sum, less than the accountant assumed. Every
+  sampled client must report (a missing share leaves the sum under-noised), so dropout is
+  refused in this mode.
 
 The global offset ``mu`` of the model must be public (the rating scale's midpoint, see
-:func:`recbook.federated.state.public_mean`), never the clients' pooled mean.
+:func:`recbook.federated.state.public_mean`) or released privately and paid from the same
+budget (:func:`private_offset`, composed with the rounds by :func:`composed_epsilon`), never
+the clients' exact pooled mean.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from recbook import checks
 from recbook.federated.state import State
@@ -127,7 +135,8 @@ class PrivacyReport:
             "the server is trusted: it sees every clipped update in the clear"
             if self.mode == "central"
             else "the server is not trusted: clients clip and add their noise shares, and the "
-            "server sees only the sum under secure aggregation"
+            "server sees only the sum under secure aggregation; it must not collude with "
+            "clients (colluders can subtract their own shares, leaving less noise)"
         )
         lines = [
             f"DP-FedAvg ({self.mode} DP): ({self.epsilon:.3g}, {self.delta:.2g})-DP per "
@@ -149,3 +158,98 @@ class PrivacyReport:
             f"  randomness: {self.randomness}",
         ]
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- private offset
+
+
+def client_offsets(clients, centre: float, half_width: float) -> np.ndarray:
+    """Each client's mean training rating minus ``centre``, clipped to ``[-h, h]``: one bounded
+    number per client, so adding or removing a client moves their sum by at most ``h``."""
+    checks.number(centre, "centre")
+    h = checks.number(half_width, "half_width", positive=True)
+    means = np.array([float(c.train[2].double().mean()) for c in clients])
+    if not np.isfinite(means).all():
+        raise ValueError("a client has no training ratings (its mean is undefined); drop it")
+    return np.clip(means - centre, -h, h)
+
+
+def private_offset(
+    clients, *, centre: float, half_width: float, noise_multiplier: float, rand: Randomness
+) -> float:
+    """The model's global offset ``mu`` paid from the budget: ``centre`` plus the noisy sum of
+    the clipped client offsets (:func:`client_offsets`, noise N(0, (z h)^2)) divided by the
+    public number of clients ``K`` (a fixed denominator, as DP-FedAvg's ``qK``). One Gaussian
+    mechanism with multiplier ``z``, composed with training in :func:`composed_epsilon`.
+    ``noise_multiplier=0`` gives the exact (non-private) client-mean offset."""
+    z = checks.number(noise_multiplier, "noise_multiplier", non_negative=True)
+    offsets = client_offsets(clients, centre, half_width)
+    noise = float(rand.gaussian((1,), z * half_width)[0]) if z > 0 else 0.0
+    return float(centre + (offsets.sum() + noise) / len(offsets))
+
+
+#: RDP orders of :func:`composed_epsilon`: fewer than dp-accounting's default (a search calls it
+#: dozens of times), so its ε is an upper bound at most slightly above the default's.
+RDP_ORDERS = [1 + k / 20 for k in range(1, 20)] + list(range(2, 13)) + [14, 16, 20, 24, 32, 64, 256]
+
+
+def composed_epsilon(
+    noise_multiplier: float,
+    sample_rate: float,
+    rounds: int,
+    delta: float,
+    offset_noise: float | None = None,
+) -> float:
+    """ε of DP-FedAvg's ``rounds`` Poisson-sampled Gaussian rounds composed (RDP,
+    dp-accounting's ``ComposedDpEvent``) with one Gaussian release of the offset at
+    multiplier ``offset_noise`` (None: no offset released)."""
+    import dp_accounting
+
+    checks.integer(rounds, "rounds", minimum=1)
+    checks.delta(delta)
+    q = checks.number(sample_rate, "sample_rate", positive=True)
+    if checks.number(noise_multiplier, "noise_multiplier", non_negative=True) == 0 or (
+        offset_noise is not None and checks.number(offset_noise, "offset_noise") <= 0
+    ):
+        return math.inf
+    train = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(noise_multiplier)),
+        rounds,
+    )
+    events = [train] + ([dp_accounting.GaussianDpEvent(offset_noise)] if offset_noise else [])
+    acc = dp_accounting.rdp.RdpAccountant(orders=RDP_ORDERS)
+    acc.compose(dp_accounting.ComposedDpEvent(events))
+    return float(acc.get_epsilon(delta))
+
+
+@lru_cache(maxsize=64)  # a pure function of numbers; tuning asks the same question repeatedly
+def noise_for_composed(
+    epsilon: float,
+    delta: float,
+    sample_rate: float,
+    rounds: int,
+    offset_noise: float | None = None,
+    tol: float = 1e-2,
+) -> float:
+    """The smallest training noise multiplier (to a relative ``tol``) whose
+    :func:`composed_epsilon` is at most ``epsilon``: the offset is paid from the same budget,
+    not added on top."""
+    target = checks.epsilon(epsilon)
+    if offset_noise is not None and composed_epsilon(1e6, sample_rate, rounds, delta,
+                                                     offset_noise) >= target:  # fmt: skip
+        raise ValueError(
+            f"the offset alone (noise multiplier {offset_noise:g}) spends epsilon {target:g} or "
+            "more: raise offset_noise or the target epsilon"
+        )
+    lo, hi = 0.0, 1.0
+    while composed_epsilon(hi, sample_rate, rounds, delta, offset_noise) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            raise ValueError(f"no noise multiplier reaches epsilon {target:g}")
+    while hi - lo > tol * hi:
+        mid = (lo + hi) / 2
+        if composed_epsilon(mid, sample_rate, rounds, delta, offset_noise) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi

@@ -214,13 +214,15 @@ class FedResult:
 # ----------------------------------------------------------------------------- FedAvg
 
 
-def _secure_sum(updates: list[dict[str, torch.Tensor]], bound: float, rand: Randomness):
+def _secure_sum(updates: list[dict[str, torch.Tensor]], bound: float, rand: Randomness, rnd: int):
     """Sum of the clients' (noised, clipped) updates as the server sees it: through the
-    pairwise-mask protocol, flattened into one vector per client."""
+    pairwise-mask protocol, flattened into one vector per client. The masks are fresh every
+    round: from the OS, or in a seeded demo from a seed derived from (seed, round)."""
     names = list(updates[0])
     shapes = [updates[0][n].shape for n in names]
     flat = [torch.cat([u[n].flatten().cpu() for n in names]).double().numpy() for u in updates]
-    total = unmask_sum(masked_updates(flat, bound=bound, seed=rand.seed), bound=bound)
+    mask_seed = None if rand.seed is None else round_seed(rand.seed, rnd, -1)
+    total = unmask_sum(masked_updates(flat, bound=bound, seed=mask_seed), bound=bound)
     out, pos = {}, 0
     for n, shape in zip(names, shapes):
         size = int(np.prod(shape))
@@ -242,10 +244,19 @@ def fedavg(
     """Train ``model`` with FedAvg over ``clients``; returns the history (RMSE after every
     round, clients sampled / reporting / dropped / late, bytes down and up).
 
-    ``private`` names the tensors that never leave a client (user factors and biases).
+    ``private`` names the tensors that never leave a client (user factors and biases). The
+    history of a private run (noise > 0) holds no exact statistic of the updates; the median
+    update norm is recorded only for noiseless central runs (clipping checks). A client without
+    training ratings is refused (its weight would be 0, and a round of such clients 0/0).
     """
     if not clients:
         raise ValueError("fedavg needs at least one client")
+    empty = [c.label or str(c.client_id) for c in clients if c.n_train == 0]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} client(s) have no training ratings (e.g. {empty[:5]}): FedAvg would "
+            "average 0/0; drop them or regroup their users (make_clients refuses them too)"
+        )
     cfg = config
     model.to(device)
     rng = np.random.default_rng(cfg.seed)
@@ -340,11 +351,12 @@ def fedavg(
                 sd = dp.noise_multiplier * dp.clip_norm
                 if dp.mode == "central":  # the trusted server adds all the noise
                     acc = add_noise(acc, sd, rand)
-                    row["median_update_norm"] = float(np.median(norms)) if norms else math.nan
+                    if dp.noise_multiplier == 0:  # a clipping check, not private: may show it
+                        row["median_update_norm"] = float(np.median(norms)) if norms else math.nan
                 elif shares:  # the server learns only the sum of the shares
                     share_sd = sd / math.sqrt(len(sampled))
                     bound = dp.clip_norm + 10.0 * share_sd
-                    acc = _secure_sum(shares, bound, rand)
+                    acc = _secure_sum(shares, bound, rand, rnd)
                 else:  # nobody sampled: publish pure noise, as the accountant assumes
                     acc = add_noise(acc, sd, rand)
                 acc = {n: t.to(device) / denom for n, t in acc.items()}

@@ -15,8 +15,10 @@ checkout).
 The App writes :data:`RESULT_FILE` and :data:`WEIGHTS_FILE` into its run-config ``result-dir``,
 which :meth:`LocalFederation.run` sets and reads back.
 
-Everything here is public Flower API (the command-line tools); insecure mode is for a local
-try-out on 127.0.0.1 only - a real deployment uses TLS certificates and SuperNode
+Everything here is public Flower API (the command-line tools). By default every connection is
+TLS with a certificate authority and a server certificate for 127.0.0.1 generated for the
+run (in its Flower home, removed afterwards), so no other local user can submit an App to the
+SuperLink; ``insecure=True`` gives Flower's plaintext mode. A real deployment adds SuperNode
 authentication.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -45,6 +48,13 @@ APP_FOLDER = "flower_app"  # the App's folder name looked up by default (see fin
 RESULT_FILE = "flower_result.json"  # per-round RMSE, privacy statement, recbook's location
 WEIGHTS_FILE = "flower_weights.npz"  # the final shared tensors
 ENGINES = ("simulation", "deployment")
+#: Set in every process recbook starts for Flower: no Flower telemetry, no Ray usage statistics
+#: (both are on by default and send data to Flower's and Ray's servers).
+QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+#: What a printed ``flwr run`` command sets for Flower's managed local SuperLink: no runtime
+#: installation of the App's dependencies (``uv sync`` would look ``recbook`` up on PyPI; the App
+#: runs with the recbook installed where ``flwr`` runs), plus :data:`QUIET_ENV`.
+LOCAL_RUN_ENV = {"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", **QUIET_ENV}
 
 
 def find_app_dir(app_dir: str | Path | None = None, start: str | Path | None = None) -> Path:
@@ -105,6 +115,163 @@ def _bin(name: str) -> str:
     return str(path) if path.exists() else name
 
 
+def _flower_env(home: Path) -> dict[str, str]:
+    """The environment of Flower processes recbook starts: Flower's home ``home``, this
+    interpreter's commands first on PATH, TensorFlow hidden, telemetry and usage stats off."""
+    bin_dir = str(Path(sys.executable).parent)  # Flower starts its helpers from PATH
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    shim = home / "no-tensorflow"
+    (shim / "tensorflow").mkdir(parents=True, exist_ok=True)
+    (shim / "tensorflow" / "__init__.py").write_text(_NO_TF, encoding="utf-8")
+    pythonpath = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ, "PATH": path, "PYTHONPATH": pythonpath, "FLWR_HOME": str(home),
+        "FLWR_DISABLE_UPDATE_CHECK": "1", **QUIET_ENV,
+    }  # fmt: skip
+    env.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    return env
+
+
+def _tagged(home: Path) -> list[int]:
+    """Processes whose environment names ``FLWR_HOME=home``: everything Flower started for
+    that home (Flower detaches its SuperLink, SuperExec and simulation processes)."""
+    tag = f"FLWR_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if tag in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _stop_tagged(home: Path) -> None:
+    """Stop every process started for Flower home ``home`` (TERM, then KILL)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _tagged(home)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        if pids:
+            time.sleep(2)
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority and a server certificate for 127.0.0.1 signed by it, valid one
+    day, written to ``folder``: (CA certificate, server certificate, server key)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def builder(subject: str, issuer: x509.Name, key) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder().subject_name(name(subject)).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )  # fmt: skip
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        builder("recbook local CA", name("recbook local CA"), ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    cert = (
+        builder("127.0.0.1", ca.subject, key)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.crt", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    paths[2].write_bytes(pem)
+    paths[2].chmod(0o600)
+    return paths
+
+
+def flwr_run_command(
+    num_supernodes: int, run_config: dict | None = None, app: str = APP_FOLDER
+) -> str:
+    """The shell command that runs the App on Flower's local simulation engine, as a notebook
+    prints it (run from the checkout's root).
+
+    ``--federation-config num-supernodes=N`` is needed: Flower's simulation starts 2 nodes by
+    default (since flwr 1.32) while the ServerApp waits for ``num-partitions`` of them;
+    ``--stream`` waits for the run and shows its log; :data:`LOCAL_RUN_ENV` keeps Flower's
+    managed local SuperLink from installing the App's dependencies and from reporting usage.
+    ``run_config`` keys may use ``_`` for ``-``; ``num-partitions`` is set to ``num_supernodes``.
+    """
+    n = checks.integer(num_supernodes, "num_supernodes", minimum=1)
+    overrides = {**(run_config or {}), "num_partitions": n}
+    pairs = " ".join(f"{k.replace('_', '-')}={_toml(v)}" for k, v in overrides.items())
+    env = " ".join(f"{k}={v}" for k, v in LOCAL_RUN_ENV.items())
+    return (
+        f"{env} flwr run {shlex.quote(app)} --stream --run-config {shlex.quote(pairs)} "
+        f"--federation-config {shlex.quote(f'num-supernodes={n}')}"
+    )
+
+
+def run_flwr_command(command: str, timeout: float = 60.0, cwd: str | Path | None = None) -> dict:
+    """Run a printed ``flwr run`` command (``NAME=value`` prefixes, then ``flwr ...``) as a
+    user would, but in a throw-away Flower home with its own free local-SuperLink ports, and
+    stop everything it started. Returns ``returncode``, ``output`` and ``seconds``; a run
+    longer than ``timeout`` seconds raises TimeoutError."""
+    checks.number(timeout, "timeout", positive=True)
+    tokens = shlex.split(command)
+    extra = {}
+    while tokens and "=" in tokens[0] and tokens[0].split("=")[0].isidentifier():
+        key, _, value = tokens.pop(0).partition("=")
+        extra[key] = value
+    if not tokens or tokens[0] != "flwr":
+        raise ValueError(f"command must be 'NAME=value ... flwr ...', got {command!r}")
+    home = Path(tempfile.mkdtemp(prefix="recbook-flwr-"))
+    http_port, control_port = _free_ports(2)
+    env = {
+        **_flower_env(home), **extra, "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
+    }  # fmt: skip
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [_bin("flwr"), *tokens[1:]], env=env, cwd=cwd, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as err:
+        out = (
+            (err.stdout or b"").decode(errors="replace")
+            if isinstance(err.stdout, bytes)
+            else (err.stdout or "")
+        )
+        raise TimeoutError(
+            f"{command!r} did not finish within {timeout:.0f} s (a busy machine needs more); "
+            f"its output so far:\n{out[-2000:]}"
+        ) from err
+    finally:
+        _stop_tagged(home)
+        shutil.rmtree(home, ignore_errors=True)
+    return {"returncode": proc.returncode, "output": proc.stdout + proc.stderr,
+            "seconds": time.perf_counter() - start}  # fmt: skip
+
+
 def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -114,7 +281,8 @@ def _toml(value) -> str:
 
 
 class LocalFederation:
-    """Flower's own engines on 127.0.0.1, in insecure mode, for a bounded time.
+    """Flower's own engines on 127.0.0.1, over TLS (``insecure=True``: plaintext), for a
+    bounded time.
 
     ``engine="simulation"``: one ``flower-superlink --simulation`` whose simulation runtime
     (Ray) hosts ``num_supernodes`` virtual SuperNodes. ``engine="deployment"``: a
@@ -132,6 +300,7 @@ class LocalFederation:
         timeout: float = 120.0,
         keep: bool = False,
         app_dir: str | Path | None = None,
+        insecure: bool = False,
     ) -> None:
         self.engine = checks.one_of(engine, ENGINES, "engine")
         self.n = checks.integer(num_supernodes, "num_supernodes", minimum=1)
@@ -140,17 +309,8 @@ class LocalFederation:
         self.procs: list[subprocess.Popen] = []
         self.keep = keep  # keep the Flower home (logs) after closing, for debugging
         self.home = Path(tempfile.mkdtemp(prefix="recbook-flwr-"))
-        bin_dir = str(Path(sys.executable).parent)  # Flower starts its helpers from PATH
-        path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-        shim = self.home / "no-tensorflow"
-        (shim / "tensorflow").mkdir(parents=True)
-        (shim / "tensorflow" / "__init__.py").write_text(_NO_TF, encoding="utf-8")
-        pythonpath = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)
-        self.env = {
-            **os.environ, "PATH": path, "PYTHONPATH": pythonpath, "FLWR_HOME": str(self.home),
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-        }  # fmt: skip
-        self.env.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        self.env = _flower_env(self.home)
+        self.insecure = bool(insecure)  # True: Flower's plaintext mode (loopback try-outs only)
 
     def _spawn(self, args: Sequence[str], name: str) -> tuple[subprocess.Popen, Path]:
         log = self.home / f"{name}.log"
@@ -173,9 +333,17 @@ class LocalFederation:
     def _start(self) -> None:
         deadline = time.monotonic() + self.timeout
         link_port, *node_ports = _free_ports(1 + self.n)
+        if self.insecure:
+            link_tls, node_tls, conn_tls = ["--insecure"], ["--insecure"], "insecure = true\n"
+        else:  # TLS with a certificate made for this run
+            ca, cert, key = _tls_files(self.home / "tls")
+            link_tls = ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert),
+                        "--ssl-keyfile", str(key)]  # fmt: skip
+            node_tls = ["--root-certificates", str(ca)]
+            conn_tls = f"root-certificates = {json.dumps(str(ca))}\n"
         # one HTTP port serves the Fleet, Control and Runtime APIs
         args = [
-            _bin("flower-superlink"), "--insecure", "--disable-runtime-dependency-installation",
+            _bin("flower-superlink"), *link_tls, "--disable-runtime-dependency-installation",
             "--host", "127.0.0.1", "--port", str(link_port),
         ]  # fmt: skip
         if self.engine == "simulation":
@@ -185,7 +353,7 @@ class LocalFederation:
         if self.engine == "deployment":
             for k, port in enumerate(node_ports):
                 node_args = [
-                    _bin("flower-supernode"), "--insecure",
+                    _bin("flower-supernode"), *node_tls,
                     "--superlink", f"127.0.0.1:{link_port}",
                     "--host", "127.0.0.1", "--port", str(port),
                     "--node-config", f"partition-id={k} num-partitions={self.n}",
@@ -194,7 +362,7 @@ class LocalFederation:
                 _wait_port(port, node, deadline, nlog)
         (self.home / "config.toml").write_text(
             '[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-            f'address = "127.0.0.1:{link_port}"\ninsecure = true\n',
+            f'address = "127.0.0.1:{link_port}"\n{conn_tls}',
             encoding="utf-8",
         )
 
@@ -243,17 +411,7 @@ class LocalFederation:
     def _descendants(self) -> list[int]:
         """Processes started for this federation, found by the FLWR_HOME they inherited
         (Flower detaches its SuperExec and simulation processes into their own sessions)."""
-        tag = f"FLWR_HOME={self.home}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if tag in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        return found
+        return _tagged(self.home)
 
     def close(self) -> None:
         """Stop every process this federation started, then remove its Flower home."""
@@ -268,14 +426,7 @@ class LocalFederation:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        if Path("/proc").is_dir():
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                pids = self._descendants()
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, sig)
-                if pids:
-                    time.sleep(2)
+        _stop_tagged(self.home)
         if not self.keep:
             shutil.rmtree(self.home, ignore_errors=True)
 
