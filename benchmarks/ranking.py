@@ -21,7 +21,12 @@ user likes what she watched, not what she watches -- the top-k lesson), the soft
 of notebook 01 (Keras; ``--no-two-tower`` skips it; in ``--self-test`` only with
 ``--two-tower``), and "recbook best": EASE with ``l2`` chosen on a validation split carved from
 the training part (never the test part), refitted on the whole training part; its ``fit_s``
-includes the search.
+includes the search. The item models of ``recbook.item_models`` -- EDLAE and DLAE (Steck 2020)
+and RP3β (Paudel et al. 2017) -- are tuned the same way with the same budget (``len(EASE_GRID)``
+configurations each, grids ``EDLAE_GRID``, ``RP3_GRID``), and "blend of the best two" adds the
+two tuned item models with the best validation nDCG@10, each standardised per user, with the
+weight chosen on the same validation split (``BLEND_GRID``); every tuned row's ``fit_s``
+includes its searches.
 
 Peers, when installed (``pip install -e ".[peers]"``): implicit's ALS and BPR and cornac's BPR
 and BiVAE, each with the library's documented settings (cornac's with Microsoft recommenders'
@@ -48,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recbook import baselines, evaluation, mf, splits
+from recbook import baselines, evaluation, item_models, mf, splits
 from recbook.book import results
 from recbook.columns import ITEM, RATING, USER
 
@@ -63,6 +68,16 @@ K = 10
 METRICS = ("ndcg", "precision", "recall", "map")
 EASE_L2 = 200.0
 EASE_GRID = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+#: EDLAE / DLAE: (dropout p, ridge l2), as many configurations as EASE_GRID. A first grid,
+#: p in (0.15, 0.33, 0.5) x l2 in (20, 200), was chosen at its edge (0.5, 200) on the self-test's
+#: validation splits, so it was widened (validation only, never test).
+EDLAE_GRID = tuple((p, l2) for p in (0.25, 0.5, 0.75) for l2 in (50.0, 500.0))
+#: RP3β: (beta, neighbours kept per item; None keeps all), as many as EASE_GRID; widened from
+#: beta in (0, 0.3, 0.6) for the same reason (0.6 chosen on the self-test's validation).
+RP3_GRID = tuple((beta, k) for beta in (0.2, 0.5, 0.8) for k in (100, None))
+#: weight of the better model in the blend of the best two, as many as EASE_GRID.
+BLEND_GRID = (0.1, 0.26, 0.42, 0.58, 0.74, 0.9)
+assert len(EDLAE_GRID) == len(RP3_GRID) == len(BLEND_GRID) == len(EASE_GRID)
 #: Microsoft recommenders' published figures on ML-100K with this protocol (for the printout).
 PUBLISHED = {"BiVAE": 0.475, "BPR (cornac)": 0.442, "NCF": 0.396, "SAR": 0.382}
 
@@ -118,6 +133,114 @@ def choose_ease_l2(
 def _ease_best(train, n_users, n_items, seed):
     l2, _ = choose_ease_l2(train, n_users, n_items, seed)
     return _ease(l2)(train, n_users, n_items, seed)
+
+
+# item models tuned on validation carved from train, shared by their rows and the blend
+
+
+@dataclass
+class Tuned:
+    """An item model's validation-chosen setting, its validation nDCG@10 and scores, and the
+    wall and CPU seconds its search took."""
+
+    config: object
+    ndcg: float
+    val_scores: np.ndarray
+    val_part: pd.DataFrame
+    val: pd.DataFrame
+    search_s: float
+    search_cpu_s: float
+
+
+#: name -> (weights(x, config) -> items x items, grid)
+ITEM_MODELS: dict[str, tuple[Callable[[object, object], np.ndarray], tuple]] = {
+    "EASE": (lambda x, l2: baselines.ease_weights(x, l2), EASE_GRID),
+    "EDLAE": (lambda x, c: item_models.edlae_weights(x, p=c[0], l2=c[1]), EDLAE_GRID),
+    "DLAE": (lambda x, c: item_models.dlae_weights(x, p=c[0], l2=c[1]), EDLAE_GRID),
+    "RP3beta": (lambda x, c: item_models.rp3_weights(x, beta=c[0], neighbours=c[1]), RP3_GRID),
+}
+_TUNED: dict[tuple, Tuned] = {}
+
+
+def tune_item_model(name: str, train: pd.DataFrame, n_users: int, n_items: int, seed: int) -> Tuned:
+    """``name``'s configuration with the best nDCG@10 on a per-user 75/25 split *of train* (the
+    split ``choose_ease_l2`` uses), memoised per split so the blend reuses it."""
+    key = (name, seed, len(train), int(train[USER].sum()), int(train[ITEM].sum()))
+    if key in _TUNED:
+        return _TUNED[key]
+    weights, grid = ITEM_MODELS[name]
+    wall, cpu = time.perf_counter(), time.process_time()
+    fit_part, val = splits.per_user_split(train, test_size=0.25, seed=10_000 + seed)
+    x = baselines.interaction_matrix(fit_part, n_users, n_items)
+    found: dict = {}  # only the best scores so far: one users x items matrix per model
+
+    def score(config) -> float:
+        s = np.asarray(x @ weights(x, config))
+        ndcg = evaluation.full_catalogue_metrics(s, fit_part, val, k=K, seed=seed)["ndcg"]
+        if not found or ndcg > found["ndcg"]:
+            found.update(ndcg=ndcg, config=config, scores=s)
+        return ndcg
+
+    best, scores = evaluation.tune(score, grid, desc=f"{name} on validation")
+    if found["config"] != best:  # ties: tune keeps the first best, and so did we
+        raise AssertionError(f"{name}: tune chose {best}, the search kept {found['config']}")
+    tuned = Tuned(
+        best,
+        float(scores[best]),
+        found["scores"],
+        fit_part,
+        val,
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+    )
+    _TUNED[key] = tuned
+    return tuned
+
+
+def _timed(score: Callable[[], np.ndarray], *searches: Tuned) -> Callable[[], np.ndarray]:
+    """``score`` carrying the seconds of the searches it reused (added to its row's fit time)."""
+    score.search_s = sum(t.search_s for t in searches)  # type: ignore[attr-defined]
+    score.search_cpu_s = sum(t.search_cpu_s for t in searches)  # type: ignore[attr-defined]
+    return score
+
+
+def _tuned_item_model(name: str):
+    def fit(train, n_users, n_items, seed):
+        tuned = tune_item_model(name, train, n_users, n_items, seed)
+        print(f"  seed {seed}: {name} chose {tuned.config} (validation nDCG@{K} {tuned.ndcg:.4f})")
+        x = baselines.interaction_matrix(train, n_users, n_items)
+        s = np.asarray(x @ ITEM_MODELS[name][0](x, tuned.config))
+        return _timed(lambda: s, tuned)
+
+    return fit
+
+
+def _standardised(s: np.ndarray) -> np.ndarray:
+    """Each user's scores with mean 0 and sd 1, so models on different scales can be added."""
+    sd = s.std(axis=1, keepdims=True)
+    return (s - s.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
+def _blend(train, n_users, n_items, seed):
+    """The two item models with the best validation nDCG@10, added with the validation-chosen
+    weight."""
+    tuned = {name: tune_item_model(name, train, n_users, n_items, seed) for name in ITEM_MODELS}
+    a, b = sorted(tuned, key=lambda name: -tuned[name].ndcg)[:2]
+    ta, tb = tuned[a], tuned[b]
+    za, zb = _standardised(ta.val_scores), _standardised(tb.val_scores)
+    w, _ = evaluation.tune(
+        lambda w: evaluation.full_catalogue_metrics(
+            w * za + (1 - w) * zb, ta.val_part, ta.val, k=K, seed=seed
+        )["ndcg"],
+        BLEND_GRID,
+        desc="blend weight",
+    )
+    print(f"  seed {seed}: blend chose {w:g}·{a} + {1 - w:g}·{b}")
+    x = baselines.interaction_matrix(train, n_users, n_items)
+    sa = _standardised(np.asarray(x @ ITEM_MODELS[a][0](x, ta.config)))
+    sb = _standardised(np.asarray(x @ ITEM_MODELS[b][0](x, tb.config)))
+    s = w * sa + (1 - w) * sb
+    return _timed(lambda: s, *tuned.values())
 
 
 def _ials(train, n_users, n_items, seed):
@@ -270,6 +393,9 @@ def models(include_two_tower: bool, ratings: bool, bivae_epochs: int) -> list[Mo
     if include_two_tower:
         out.append(Model("two-tower softmax (notebook 01)", _two_tower))
     out.append(Model("recbook best: EASE, l2 on validation", _ease_best))
+    for name in ("EDLAE", "DLAE", "RP3beta"):
+        out.append(Model(f"{name}, tuned on validation", _tuned_item_model(name)))
+    out.append(Model("blend of the best two, tuned on validation", _blend))
     for module, name, fit in (
         ("implicit", "ALS (implicit)", _implicit("als")),
         ("implicit", "BPR (implicit)", _implicit("bpr")),
@@ -323,6 +449,9 @@ def run_benchmark(
                     warnings.simplefilter("ignore")
                     score = m.fit(train, n_users, n_items, seed)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                # searches done earlier for another row and reused count here too
+                wall += getattr(score, "search_s", 0.0)
+                cpu += getattr(score, "search_cpu_s", 0.0)
                 scores = score()
             except Exception as exc:  # noqa: BLE001
                 if not m.peer:
@@ -333,6 +462,8 @@ def run_benchmark(
             found = evaluation.full_catalogue_metrics(scores, train, test, k=K, seed=seed)
             out[m.name] = {f"{name}@{K}": found[name] for name in METRICS}
             out[m.name].update(fit_s=wall, cpu_s=cpu)
+            print(f"  seed {seed}: {m.name}: nDCG@{K} {found['ndcg']:.4f}, fit {wall:.2f} s")
+        _TUNED.clear()
         return out
 
     comparison = evaluation.compare(run, seeds=seeds, desc="split seeds")
@@ -415,6 +546,17 @@ def _load_synthetic(seed: int):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One plain line per model and seed instead of nested bars (readable when piped): the
+    bars of ``recbook.evaluation``'s loops are off while the benchmark runs."""
+    bars = evaluation.tqdm
+    evaluation.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        return _main(argv)
+    finally:
+        evaluation.tqdm = bars
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", help="the dataset's official zip, folder or file")
     parser.add_argument(

@@ -9,7 +9,7 @@ biases) live in :mod:`recbook.mf` (``global_mean_model``, ``fit_biases``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,13 @@ def ease_weights(
     )
     gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += l2
-    p = np.linalg.inv(gram)
+    return zero_diagonal_solution(gram)
+
+
+def zero_diagonal_solution(penalised_gram: np.ndarray) -> np.ndarray:
+    """The closed form shared by EASE and EDLAE: B = I - P·diag(1/diag(P)) with
+    P = (XᵀX + Λ)⁻¹, the ridge solution whose diagonal is constrained to zero."""
+    p = np.linalg.inv(penalised_gram)
     b = -p / np.diag(p)
     b[np.diag_indices_from(b)] = 0.0
     return b
@@ -77,17 +83,34 @@ def ease_scores(
     few hundred suit catalogues of a few thousand items (Steck 2019 used 200–1000). Memory (the
     dense scores plus the items x items matrices) is checked against ``max_bytes`` (default
     ``checks.MEMORY_LIMIT``) before anything is built."""
+    return item_item_scores(
+        train, n_users, n_items, lambda x: ease_weights(x, l2, max_bytes=max_bytes), "EASE",
+        max_bytes=max_bytes,
+    )  # fmt: skip
+
+
+def item_item_scores(
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    weights: Callable[[sp.spmatrix], np.ndarray],
+    model: str,
+    *,
+    max_bytes: float | None = None,
+) -> np.ndarray:
+    """Dense (users x items) scores X·B of an item-item model whose ``weights(X)`` gives B
+    (EASE here, EDLAE/DLAE/RP3β in :mod:`recbook.item_models`), memory checked first."""
     checks.non_empty(checks.frame(train, (), "train"), "train")
     n_users = checks.integer(n_users, "n_users", minimum=1)
     n_items = checks.integer(n_items, "n_items", minimum=1)
     checks.memory(
         8 * n_users * n_items + 4 * 8 * n_items**2,
         max_bytes,
-        f"EASE scores for {n_users:,} users x {n_items:,} items",
-        "score users in batches with ease_weights, or keep the most frequent items only",
+        f"{model} scores for {n_users:,} users x {n_items:,} items",
+        f"score users in batches with the {model} weights, or keep the most frequent items only",
     )
     x = interaction_matrix(train, n_users, n_items)
-    return np.asarray(x @ ease_weights(x, l2, max_bytes=max_bytes))
+    return np.asarray(x @ weights(x))
 
 
 #: EASE penalties tried on validation: from light (dense, small catalogues) to heavy.

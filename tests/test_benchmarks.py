@@ -175,3 +175,38 @@ def test_install_reads_exact_pins_only(tmp_path):
     path = tmp_path / "constraints.txt"
     path.write_text("# c\ntorch==2.13.0+cpu\nnumpy==2.4.6 ; python_version >= '3.11'\nfoo>=1\n")
     assert install.pins(path) == {"torch": "2.13.0", "numpy": "2.4.6"}
+
+
+def test_item_models_are_tuned_on_the_training_part_with_ease_budget(ranking):
+    df = ranking.interactions(
+        ranking.synthetic_interactions(2, n_users=100, n_items=120, n_interactions=4000)
+    )
+    budget = len(ranking.EASE_GRID)
+    for name, (_, grid) in ranking.ITEM_MODELS.items():
+        assert len(grid) == budget
+        tuned = ranking.tune_item_model(name, df, 100, 120, seed=0)
+        assert tuned.config in grid and np.isfinite(tuned.ndcg) and tuned.search_s > 0
+        # validation is carved from the data given (train), and none of it is fitted on
+        both = len(tuned.val_part) + len(tuned.val)
+        assert both == len(df) and tuned.val_scores.shape == (100, 120)
+        assert ranking.tune_item_model(name, df, 100, 120, seed=0) is tuned  # memoised
+    ranking._TUNED.clear()
+
+
+def test_blend_row_counts_the_searches_it_reuses(ranking):
+    df = ranking.interactions(
+        ranking.synthetic_interactions(3, n_users=80, n_items=100, n_interactions=3000)
+    )
+    score = ranking._blend(df, 80, 100, 0)
+    searched = sum(t.search_s for t in ranking._TUNED.values())
+    assert score.search_s == pytest.approx(searched) and score().shape == (80, 100)
+    ranking._TUNED.clear()
+
+
+def test_ranking_main_restores_the_progress_bars(ranking):
+    from recbook import evaluation
+
+    bars = evaluation.tqdm
+    with pytest.raises(SystemExit):
+        ranking.main([])
+    assert evaluation.tqdm is bars

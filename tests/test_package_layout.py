@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # models by family and topic (they may use each other, without cycles)
     (
         "baselines",
+        "item_models",
         "mf",
         "training",
         "models_torch",
