@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=8.0)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument(
+        "--users-per-step",
+        type=int,
+        default=150,
+        help="user level: expected users per step, q = this / n users (notebook 05's setting)",
+    )
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -57,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.tensor(fit_rows["rating"].to_numpy(), dtype=torch.float32),
     ]
     delta = privacy.default_delta(len(fit_rows))
-    delta_user = privacy.default_delta(int(fit_rows["user_id"].nunique()))
+    n_users = int(fit_rows["user_id"].nunique())
+    delta_user = privacy.default_delta(n_users)
     mean_eps, scale = 0.05, {"low": 1.0, "high": 5.0}
     offsets = {
         "exact": float(fit_rows["rating"].mean()),  # the non-private model only
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 secure_mode=secure,
                 seed=None if secure else 0,
                 privacy_unit=unit,
+                # q from the public number of users, never from rows (one user moves those)
+                sample_rate=None if unit == "example" else args.users_per_step / n_users,
             )
             history = setup.fit(device=dev, progress=False)
             trained[name] = (model, setup)
