@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=None if secure else 0,
                 privacy_unit=unit,
                 # q from the public number of users, never from rows (one user moves those)
-                sample_rate=None if unit == "example" else args.users_per_step / n_users,
+                sample_rate=None if unit == "example" else min(1.0, args.users_per_step / n_users),
             )
             history = setup.fit(device=dev, progress=False)
             trained[name] = (model, setup)

@@ -104,7 +104,7 @@ CANARIES = 1000  # one-run audit: canaries, each in the training set with probab
 AUDIT_CONFIDENCE = 0.95  # confidence of the audit's lower bound on ε
 AUDIT_EPSILON = 2.0  # budget of the audited DP-SGD run: below what CANARIES canaries can certify
 USER_LEVEL_EPSILONS = (1.0, 8.0)  # budgets of the example- vs user-level comparison
-USERS_PER_STEP = 150  # user level: expected users per step; q = USERS_PER_STEP / n users
+USERS_PER_STEP = 150  # user level: expected users per step; q = min(1, USERS_PER_STEP / n users)
 SEEDS = 3  # seeds SEED, SEED + 1, ... of the example- vs user-level comparison
 TIMING_REPEATS = 7  # interleaved repeats of each run in the timing comparison
 
@@ -526,7 +526,7 @@ def train_dp(
         secure_mode=seed is None,
         seed=seed,
         privacy_unit=unit,
-        sample_rate=None if unit == "example" else USERS_PER_STEP / n_units,
+        sample_rate=None if unit == "example" else min(1.0, USERS_PER_STEP / n_units),
         noise_multiplier=noise_multiplier,
     )
     history = setup.fit(
